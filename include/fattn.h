@@ -1,0 +1,161 @@
+/* fattn — fused multi-head scaled-dot-product attention for CPUs.
+ *
+ *   out = softmax(scale · Q·Kᵀ + mask) · V        per (batch, head)
+ *
+ * computed tile by tile with an online softmax; the Lq×Lk score matrix is never
+ * materialised. This header is the whole public API. Every entry point returns a
+ * fattn_status (FATTN_SUCCESS is 0); on failure fattn_last_error() says why, and
+ * nothing has been written to the output tensors. */
+#ifndef FATTN_H
+#define FATTN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FATTN_VERSION_MAJOR 0
+#define FATTN_VERSION_MINOR 1
+#define FATTN_VERSION_PATCH 0
+
+#if defined(_WIN32) && defined(FATTN_SHARED_BUILD)
+#define FATTN_API __declspec(dllexport)
+#elif defined(__GNUC__)
+#define FATTN_API __attribute__((visibility("default")))
+#else
+#define FATTN_API
+#endif
+
+/* "MAJOR.MINOR.PATCH", the version of the library actually linked. */
+FATTN_API const char *fattn_version(void);
+
+typedef enum fattn_status {
+  FATTN_SUCCESS = 0,
+  FATTN_ERROR_INVALID_ARGUMENT, /* null pointer, bad enum value, non-positive dim, bad stride */
+  FATTN_ERROR_SHAPE_MISMATCH,   /* dims of q/k/v/out/mask/lse disagree */
+  FATTN_ERROR_UNSUPPORTED,      /* backend, ISA, dtype or feature not available here */
+  FATTN_ERROR_OUT_OF_MEMORY,
+  FATTN_ERROR_OVERFLOW, /* a size or byte offset would overflow */
+  FATTN_ERROR_BACKEND   /* a backend library (oneDNN) failed */
+} fattn_status;
+
+/* A fixed, human-readable name for a status ("FATTN_ERROR_SHAPE_MISMATCH"). */
+FATTN_API const char *fattn_status_string(fattn_status s);
+
+/* Thread-local: the message of this thread's most recent failed call ("" if none
+ * failed yet). A successful call leaves it as it was, like errno. */
+FATTN_API const char *fattn_last_error(void);
+
+typedef enum fattn_dtype { FATTN_F32, FATTN_F16, FATTN_BF16, FATTN_U8 } fattn_dtype;
+
+/* A strided 4-D view. Logical order [batch, heads, seq, head_dim]; masks
+ * [batch, heads, q, k]. Strides are in elements and must be >= 0. Any layout
+ * (BHSD, BSHD, a packed QKV buffer, a KV cache with spare capacity) is a choice
+ * of strides. A stride of 0 on a dimension longer than 1 broadcasts; it is
+ * allowed for masks only. */
+typedef struct fattn_tensor {
+  void *data;
+  fattn_dtype dtype;
+  int64_t dims[4];
+  int64_t strides[4];
+} fattn_tensor;
+
+/* Fills a dense row-major (last dimension contiguous) view of `data`. */
+FATTN_API fattn_tensor fattn_tensor_contiguous(void *data, fattn_dtype dtype, int64_t d0,
+                                               int64_t d1, int64_t d2, int64_t d3);
+
+typedef enum fattn_causal {
+  FATTN_CAUSAL_NONE,
+  FATTN_CAUSAL_TOP_LEFT,    /* query i attends keys j <= i (PyTorch's is_causal) */
+  FATTN_CAUSAL_BOTTOM_RIGHT /* query i attends keys j <= i + (Lk - Lq) (KV cache, chunked prefill) */
+} fattn_causal;
+
+typedef enum fattn_backend {
+  FATTN_BACKEND_AUTO,      /* the best available (fused SIMD table, else scalar) */
+  FATTN_BACKEND_REFERENCE, /* naive double-precision oracle: slow, O(Lk) memory per row */
+  FATTN_BACKEND_SCALAR,    /* portable fused kernel, any CPU */
+  FATTN_BACKEND_AVX2,
+  FATTN_BACKEND_AVX512,
+  FATTN_BACKEND_NEON,
+  FATTN_BACKEND_ONEDNN /* unfused oneDNN baseline */
+} fattn_backend;
+
+/* Fixed lower-case name of a backend ("avx512"), or "invalid". */
+FATTN_API const char *fattn_backend_name(fattn_backend b);
+
+typedef struct fattn_sdpa_params {
+  float scale;                   /* 0 -> 1/sqrt(head_dim of q); must be finite */
+  fattn_causal causal;
+  const fattn_tensor *attn_mask; /* optional: F32 additive, or U8 keep-mask (nonzero = may attend);
+                                    dims [B or 1, H or 1, Lq, Lk] */
+  const int32_t *kv_lens;        /* optional, one per batch in [0, Lk]: keys j >= kv_lens[b] are masked */
+  const fattn_tensor *lse;       /* optional output, F32 dims [B, H, Lq, 1]: log of the softmax
+                                    denominator, natural log, of the scaled+masked scores */
+  fattn_backend backend;         /* AUTO picks the best available */
+} fattn_sdpa_params;
+
+/* scale 0 (default), no causal mask, no mask, no kv_lens, no lse, AUTO backend. */
+FATTN_API void fattn_sdpa_params_init(fattn_sdpa_params *p);
+
+typedef enum fattn_pin_policy {
+  FATTN_PIN_DEFAULT, /* `cores` when built with hwloc, else `none` */
+  FATTN_PIN_NONE,
+  FATTN_PIN_CORES
+} fattn_pin_policy;
+
+/* Context options. Initialise with fattn_context_options_init, then set fields. */
+typedef struct fattn_context_options {
+  int num_threads;           /* 0 -> FATTN_NUM_THREADS, else the OpenMP default */
+  fattn_backend isa_cap;     /* AUTO -> the FATTN_ISA env var, else the best table. Else
+                                the fused table AUTO uses: SCALAR, AVX2, AVX512 or NEON;
+                                one this build or CPU lacks fails with UNSUPPORTED */
+  fattn_pin_policy pin;      /* thread pinning (reported; not applied by this version) */
+  int64_t block_keys;        /* 0 -> from the cache sizes; else keys per block (rounded up to
+                                the kernel's NR). A tuning knob; results stay within tolerance */
+  int64_t block_queries;     /* 0 -> from the cache sizes; else query positions per work unit */
+} fattn_context_options;
+
+FATTN_API void fattn_context_options_init(fattn_context_options *o);
+
+/* A context holds the thread settings, the chosen kernel table and a reusable
+ * workspace. After the first call with a given shape, calls on it allocate
+ * nothing. A context may be used by several threads at once. */
+typedef struct fattn_context fattn_context;
+
+FATTN_API fattn_status fattn_context_create(const fattn_context_options *opts /* NULL = defaults */,
+                                            fattn_context **ctx);
+FATTN_API void fattn_context_destroy(fattn_context *ctx);
+
+/* q [B, H, Lq, D], k [B, Hkv, Lk, D], v [B, Hkv, Lk, Dv], out [B, H, Lq, Dv].
+ * Hkv must divide H; query head h uses kv head h / (H / Hkv). A query row that
+ * is left with no key to attend gets zeros in out and -inf in lse.
+ * ctx NULL uses a process-wide default context. */
+FATTN_API fattn_status fattn_sdpa(fattn_context *ctx, const fattn_tensor *q, const fattn_tensor *k,
+                                  const fattn_tensor *v, const fattn_tensor *out,
+                                  const fattn_sdpa_params *params);
+
+#define FATTN_ISA_STRING_MAX 64
+
+typedef struct fattn_runtime_info {
+  char isa_detected[FATTN_ISA_STRING_MAX]; /* CPU features found, e.g. "avx2 fma f16c avx512f ..." */
+  fattn_backend isa_best;     /* best fused table this CPU and build can run */
+  fattn_backend isa_selected; /* what AUTO uses on this context (after FATTN_ISA / isa_cap) */
+  int num_threads;            /* threads a call on this context uses */
+  int physical_cores;         /* physical cores in the process's allowed set */
+  int logical_cpus;
+  int numa_nodes;
+  int64_t l1d_bytes, l2_bytes, l3_bytes; /* per core (L1, L2) and total (L3); 0 = unknown */
+  fattn_pin_policy pin;       /* the policy in force */
+  int has_openmp, has_hwloc, has_onednn; /* compiled in */
+  char notes[256];            /* e.g. why threads are not pinned */
+} fattn_runtime_info;
+
+FATTN_API fattn_status fattn_get_runtime_info(fattn_context *ctx /* NULL = default */,
+                                              fattn_runtime_info *info);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FATTN_H */

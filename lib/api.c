@@ -1,0 +1,58 @@
+/* fattn_sdpa: validate -> pick the backend -> plan -> workspace -> run. */
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+#include <stdlib.h>
+
+#include "internal.h"
+
+static int threads_for_call(const fattn_context *c) {
+#if defined(_OPENMP)
+  /* Inside the caller's own parallel region: run on this thread alone. */
+  if (omp_in_parallel()) return 1;
+#endif
+  return c->num_threads;
+}
+
+fattn_status fattn_sdpa(fattn_context *ctx, const fattn_tensor *q, const fattn_tensor *k,
+                        const fattn_tensor *v, const fattn_tensor *out,
+                        const fattn_sdpa_params *params) {
+  fattn__problem pb;
+  fattn_status st = fattn__validate(q, k, v, out, params, &pb);
+  if (st != FATTN_SUCCESS) return st;
+  fattn_context *c;
+  if ((st = fattn__context_resolve(ctx, &c)) != FATTN_SUCCESS) return st;
+
+  const fattn__kernel_table *t = NULL;
+  switch (params->backend) {
+  case FATTN_BACKEND_REFERENCE: return fattn__reference_run(&pb);
+  case FATTN_BACKEND_ONEDNN:
+    return fattn__error(FATTN_ERROR_UNSUPPORTED,
+                        "the oneDNN baseline backend is not available in fattn %s",
+                        fattn_version());
+  case FATTN_BACKEND_AUTO: t = c->table; break;
+  case FATTN_BACKEND_SCALAR:
+  case FATTN_BACKEND_AVX2:
+  case FATTN_BACKEND_AVX512:
+  case FATTN_BACKEND_NEON:
+    if (!(t = fattn__table_for(params->backend, &st))) return st;
+    break;
+  }
+
+  fattn__plan plan;
+  if ((st = fattn__make_plan(&pb, t, threads_for_call(c), c->block_keys, c->block_queries,
+                             fattn__topology_get(), &plan)) !=
+      FATTN_SUCCESS)
+    return st;
+  int slot;
+  void *ws;
+  const size_t bytes = (size_t)plan.per_thread_bytes * (size_t)plan.nthreads;
+  if ((st = fattn__workspace_acquire(c, bytes, &slot, &ws)) != FATTN_SUCCESS) return st;
+  fattn__driver_run(&pb, t, &plan, ws);
+  if (slot < 0)
+    free(ws);
+  else
+    fattn__workspace_release(c, slot);
+  return FATTN_SUCCESS;
+}

@@ -1,0 +1,188 @@
+/* Contexts: thread settings, the kernel table AUTO uses, and a pool of
+ * reusable workspaces so that concurrent calls on one context never share
+ * scratch memory and repeated calls allocate nothing. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+#include "internal.h"
+
+static fattn_status threads_from_env(int *n) {
+  const char *s = getenv("FATTN_NUM_THREADS");
+  *n = 0;
+  if (!s || !*s) return FATTN_SUCCESS;
+  char *end;
+  long v = strtol(s, &end, 10);
+  if (*end != '\0' || v < 1 || v > 4096)
+    return fattn__error(FATTN_ERROR_INVALID_ARGUMENT,
+                        "FATTN_NUM_THREADS=%s is not a thread count in [1, 4096]", s);
+  *n = (int)v;
+  return FATTN_SUCCESS;
+}
+
+static fattn_status context_init(const fattn_context_options *opts, fattn_context *c) {
+  fattn_context_options o;
+  fattn_context_options_init(&o);
+  if (opts) o = *opts;
+  if (o.num_threads < 0)
+    return fattn__error(FATTN_ERROR_INVALID_ARGUMENT, "num_threads = %d is negative",
+                        o.num_threads);
+  if (o.block_keys < 0 || o.block_queries < 0)
+    return fattn__error(FATTN_ERROR_INVALID_ARGUMENT, "block_keys and block_queries must be >= 0");
+  if ((unsigned)o.pin > (unsigned)FATTN_PIN_CORES)
+    return fattn__error(FATTN_ERROR_INVALID_ARGUMENT, "pin has invalid value %d", (int)o.pin);
+  fattn_status st;
+  int n = o.num_threads;
+  if (n == 0 && (st = threads_from_env(&n)) != FATTN_SUCCESS) return st;
+  if (n == 0) n = fattn__topology_get()->physical_cores;
+#if !defined(_OPENMP)
+  n = 1;
+#endif
+  fattn_backend cap = o.isa_cap;
+  if (cap == FATTN_BACKEND_AUTO && (st = fattn__isa_from_env(&cap)) != FATTN_SUCCESS) return st;
+  const fattn__kernel_table *t;
+  if (cap == FATTN_BACKEND_AUTO) {
+    t = fattn__best_table();
+  } else if (cap == FATTN_BACKEND_SCALAR || cap == FATTN_BACKEND_AVX2 ||
+             cap == FATTN_BACKEND_AVX512 || cap == FATTN_BACKEND_NEON) {
+    if (!(t = fattn__table_for(cap, &st))) return st;
+  } else {
+    return fattn__error(FATTN_ERROR_INVALID_ARGUMENT,
+                        "isa_cap must be AUTO, SCALAR, AVX2, AVX512 or NEON, got %d", (int)cap);
+  }
+  memset(c, 0, sizeof *c);
+  c->num_threads = n;
+  c->pin = FATTN_PIN_NONE; /* pinning is not applied by this version */
+  c->isa_cap = cap;
+  c->block_keys = o.block_keys;
+  c->block_queries = o.block_queries;
+  c->table = t;
+  if (pthread_mutex_init(&c->lock, NULL) != 0)
+    return fattn__error(FATTN_ERROR_OUT_OF_MEMORY, "pthread_mutex_init failed");
+  return FATTN_SUCCESS;
+}
+
+fattn_status fattn_context_create(const fattn_context_options *opts, fattn_context **ctx) {
+  if (!ctx) return fattn__error(FATTN_ERROR_INVALID_ARGUMENT, "ctx is NULL");
+  *ctx = NULL;
+  fattn_context *c = malloc(sizeof *c);
+  if (!c) return fattn__error(FATTN_ERROR_OUT_OF_MEMORY, "context");
+  fattn_status st = context_init(opts, c);
+  if (st != FATTN_SUCCESS) {
+    free(c);
+    return st;
+  }
+  *ctx = c;
+  return FATTN_SUCCESS;
+}
+
+void fattn_context_destroy(fattn_context *ctx) {
+  if (!ctx) return;
+  for (int i = 0; i < ctx->nws; i++) free(ctx->ws[i].mem);
+  pthread_mutex_destroy(&ctx->lock);
+  free(ctx);
+}
+
+/* The default context lives for the whole process. Its creation is retried
+ * on later calls if it failed (for example on a bad FATTN_ISA). */
+static fattn_context fattn__default_ctx;
+static int fattn__default_ready;
+static pthread_mutex_t fattn__default_lock = PTHREAD_MUTEX_INITIALIZER;
+
+fattn_status fattn__context_resolve(fattn_context *ctx, fattn_context **out) {
+  if (ctx) {
+    *out = ctx;
+    return FATTN_SUCCESS;
+  }
+  fattn_status st = FATTN_SUCCESS;
+  pthread_mutex_lock(&fattn__default_lock);
+  if (!fattn__default_ready) {
+    st = context_init(NULL, &fattn__default_ctx);
+    fattn__default_ready = st == FATTN_SUCCESS;
+  }
+  pthread_mutex_unlock(&fattn__default_lock);
+  *out = st == FATTN_SUCCESS ? &fattn__default_ctx : NULL;
+  return st;
+}
+
+fattn_status fattn__workspace_acquire(fattn_context *ctx, size_t bytes, int *slot, void **mem) {
+  bytes = (bytes + 63) & ~(size_t)63;
+  if (bytes == 0) bytes = 64;
+  pthread_mutex_lock(&ctx->lock);
+  int pick = -1;
+  for (int i = 0; i < ctx->nws; i++) { /* a free one big enough, else any free one */
+    if (ctx->ws[i].busy) continue;
+    if (ctx->ws[i].bytes >= bytes) {
+      pick = i;
+      break;
+    }
+    if (pick < 0) pick = i;
+  }
+  if (pick < 0 && ctx->nws < FATTN__MAX_WORKSPACES) pick = ctx->nws++;
+  if (pick >= 0) ctx->ws[pick].busy = 1;
+  pthread_mutex_unlock(&ctx->lock);
+
+  if (pick < 0) { /* more concurrent callers than slots: a one-off buffer */
+    void *p = aligned_alloc(64, bytes);
+    if (!p) return fattn__error(FATTN_ERROR_OUT_OF_MEMORY, "workspace of %zu bytes", bytes);
+    *slot = -1;
+    *mem = p;
+    return FATTN_SUCCESS;
+  }
+  fattn__workspace *w = &ctx->ws[pick];
+  if (w->bytes < bytes) {
+    free(w->mem);
+    w->mem = aligned_alloc(64, bytes);
+    w->bytes = w->mem ? bytes : 0;
+    if (!w->mem) {
+      fattn__workspace_release(ctx, pick);
+      return fattn__error(FATTN_ERROR_OUT_OF_MEMORY, "workspace of %zu bytes", bytes);
+    }
+  }
+  *slot = pick;
+  *mem = w->mem;
+  return FATTN_SUCCESS;
+}
+
+void fattn__workspace_release(fattn_context *ctx, int slot) {
+  if (slot < 0) return; /* one-off buffers are freed by the caller */
+  pthread_mutex_lock(&ctx->lock);
+  ctx->ws[slot].busy = 0;
+  pthread_mutex_unlock(&ctx->lock);
+}
+
+fattn_status fattn_get_runtime_info(fattn_context *ctx, fattn_runtime_info *info) {
+  if (!info) return fattn__error(FATTN_ERROR_INVALID_ARGUMENT, "info is NULL");
+  fattn_context *c;
+  fattn_status st = fattn__context_resolve(ctx, &c);
+  if (st != FATTN_SUCCESS) return st;
+  const fattn__topology *t = fattn__topology_get();
+  memset(info, 0, sizeof *info);
+  fattn__cpu_feature_string(fattn__cpu_features(), info->isa_detected, sizeof info->isa_detected);
+  info->isa_best = fattn__best_table()->backend;
+  info->isa_selected = c->table->backend;
+  info->num_threads = c->num_threads;
+  info->physical_cores = t->physical_cores;
+  info->logical_cpus = t->logical_cpus;
+  info->numa_nodes = t->numa_nodes;
+  info->l1d_bytes = t->l1d;
+  info->l2_bytes = t->l2;
+  info->l3_bytes = t->l3;
+  info->pin = c->pin;
+#if defined(_OPENMP)
+  info->has_openmp = 1;
+#endif
+#if defined(FATTN_HAVE_HWLOC)
+  info->has_hwloc = 1;
+#endif
+#if defined(FATTN_HAVE_ONEDNN)
+  info->has_onednn = 1;
+#endif
+  snprintf(info->notes, sizeof info->notes, "topology from %s; threads are not pinned",
+           t->from_hwloc ? "hwloc" : "sysconf (no hwloc)");
+  return FATTN_SUCCESS;
+}

@@ -1,0 +1,79 @@
+/* Kernel-table dispatch: which fused tables this build has, which this CPU
+ * runs, best first. Portable: no ISA flags here, only table pointers. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+typedef struct entry {
+  fattn_backend backend;
+  const fattn__kernel_table *table; /* NULL: not in this build */
+  unsigned needs;                   /* FATTN__CPU_* bits */
+} entry;
+
+/* Best first; the scalar table ends the list and runs everywhere. */
+static const entry fattn__tables[] = {
+#if defined(FATTN_HAVE_AVX512_TABLE)
+    {FATTN_BACKEND_AVX512, &fattn__table_avx512, FATTN__CPU_AVX512},
+#else
+    {FATTN_BACKEND_AVX512, NULL, FATTN__CPU_AVX512},
+#endif
+#if defined(FATTN_HAVE_AVX2_TABLE)
+    {FATTN_BACKEND_AVX2, &fattn__table_avx2, FATTN__CPU_AVX2},
+#else
+    {FATTN_BACKEND_AVX2, NULL, FATTN__CPU_AVX2},
+#endif
+#if defined(FATTN_HAVE_NEON_TABLE)
+    {FATTN_BACKEND_NEON, &fattn__table_neon, FATTN__CPU_NEON},
+#else
+    {FATTN_BACKEND_NEON, NULL, FATTN__CPU_NEON},
+#endif
+    {FATTN_BACKEND_SCALAR, &fattn__table_scalar, 0},
+};
+#define NTABLES (sizeof fattn__tables / sizeof fattn__tables[0])
+
+const fattn__kernel_table *fattn__table_for(fattn_backend b, fattn_status *st) {
+  for (size_t i = 0; i < NTABLES; i++) {
+    const entry *e = &fattn__tables[i];
+    if (e->backend != b) continue;
+    if (!e->table) {
+      *st = fattn__error(FATTN_ERROR_UNSUPPORTED, "the %s kernel table is not in this build",
+                         fattn_backend_name(b));
+      return NULL;
+    }
+    if ((fattn__cpu_features() & e->needs) != e->needs) {
+      *st = fattn__error(FATTN_ERROR_UNSUPPORTED,
+                         "this CPU (or its OS) does not support the %s kernel table",
+                         fattn_backend_name(b));
+      return NULL;
+    }
+    *st = FATTN_SUCCESS;
+    return e->table;
+  }
+  *st = fattn__error(FATTN_ERROR_UNSUPPORTED, "%s is not a fused kernel table",
+                     fattn_backend_name(b));
+  return NULL;
+}
+
+const fattn__kernel_table *fattn__best_table(void) {
+  for (size_t i = 0; i < NTABLES; i++) {
+    const entry *e = &fattn__tables[i];
+    if (e->table && (fattn__cpu_features() & e->needs) == e->needs) return e->table;
+  }
+  return &fattn__table_scalar;
+}
+
+fattn_status fattn__isa_from_env(fattn_backend *cap) {
+  const char *s = getenv("FATTN_ISA");
+  *cap = FATTN_BACKEND_AUTO;
+  if (!s || !*s) return FATTN_SUCCESS;
+  static const fattn_backend names[] = {FATTN_BACKEND_SCALAR, FATTN_BACKEND_AVX2,
+                                        FATTN_BACKEND_AVX512, FATTN_BACKEND_NEON};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (strcmp(s, fattn_backend_name(names[i])) == 0) {
+      *cap = names[i];
+      return FATTN_SUCCESS;
+    }
+  return fattn__error(FATTN_ERROR_INVALID_ARGUMENT,
+                      "FATTN_ISA=%s is not one of scalar, avx2, avx512, neon", s);
+}

@@ -1,0 +1,151 @@
+/* The fused driver: FlashAttention-2 order over one kernel table.
+ *
+ * For each work unit (b, kv head hk, query positions [i0, i0+bq)) the rows are
+ * (g, i) for the G query heads of hk's group. Keys stream in blocks of bn:
+ * K (and V if strided) is packed once per block for all rows, then
+ *   S = Q·Kᵀ  ->  mask / causal / kv_len on the tile  ->  online softmax  ->  O += P·V,
+ * and O / l is written once at the end with lse = m + log l. Key blocks past
+ * every row's limit are never touched (causal work is about half); the limit
+ * is applied element-wise only in blocks that straddle it. Each row is computed
+ * by one thread in a fixed order, so results do not depend on the thread count. */
+#include <math.h>
+#include <string.h>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+#include "access.h"
+#include "internal.h"
+
+typedef struct unit_ws {
+  float *panel, *vpack, *q, *s, *o, *m, *l, *alpha;
+} unit_ws;
+
+static float *carve(char **p, int64_t floats) {
+  float *r = (float *)*p;
+  *p += fattn__round_up(floats * 4, 64);
+  return r;
+}
+
+static unit_ws layout(const fattn__problem *pb, const fattn__plan *plan, char *base) {
+  const int64_t rows = pb->G * plan->bm;
+  unit_ws w;
+  char *p = base; /* same order as fattn__make_plan's pieces */
+  w.panel = carve(&p, plan->panel_f);
+  w.vpack = carve(&p, plan->vpack_f);
+  w.q = carve(&p, rows * pb->D);
+  w.s = carve(&p, rows * plan->lds);
+  w.o = carve(&p, rows * pb->Dv);
+  w.m = carve(&p, rows);
+  w.l = carve(&p, rows);
+  w.alpha = carve(&p, rows);
+  return w;
+}
+
+/* Adds the user's mask and the per-row key limit to the tile S[rows × n]. */
+static void mask_tile(const fattn__problem *pb, int64_t b, int64_t hk, int64_t i0, int64_t bq,
+                      int64_t j0, int64_t n, int limits, float *s, int64_t lds) {
+  const int64_t rows = pb->G * bq;
+  for (int64_t r = 0; r < rows; r++) {
+    const int64_t g = r / bq, i = i0 + r % bq, h = hk * pb->G + g;
+    float *sr = s + r * lds;
+    if (pb->has_mask) {
+      const int64_t off = fattn__mask_row(pb, b, h, i) + j0 * pb->mask.s[3], st = pb->mask.s[3];
+      if (pb->mask_dtype == FATTN_U8) {
+        const uint8_t *mk = (const uint8_t *)pb->mask.base + off;
+        for (int64_t j = 0; j < n; j++)
+          if (!mk[j * st]) sr[j] = -INFINITY;
+      } else {
+        const float *mk = (const float *)pb->mask.base + off;
+        for (int64_t j = 0; j < n; j++) sr[j] += mk[j * st];
+      }
+    }
+    if (limits) {
+      int64_t lim = fattn__row_limit(pb, b, i) - j0;
+      for (int64_t j = lim < 0 ? 0 : lim; j < n; j++) sr[j] = -INFINITY;
+    }
+  }
+}
+
+static void run_unit(const fattn__problem *pb, const fattn__kernel_table *t,
+                     const fattn__plan *plan, const unit_ws *w, int64_t b, int64_t hk,
+                     int64_t i0) {
+  const int64_t G = pb->G, D = pb->D, Dv = pb->Dv, bn = plan->bn, lds = plan->lds;
+  const int64_t bq = pb->Lq - i0 < plan->bm ? pb->Lq - i0 : plan->bm;
+  const int64_t rows = G * bq;
+  /* Row limits grow with i: the last row bounds the keys of the whole unit. */
+  const int64_t jhi = fattn__row_limit(pb, b, i0 + bq - 1);
+  const int64_t jlo_all = fattn__row_limit(pb, b, i0); /* keys below this: no row masked */
+
+  for (int64_t g = 0; g < G; g++) {
+    const int64_t h = hk * G + g;
+    for (int64_t r = 0; r < bq; r++) {
+      const float *src = fattn__ptr(&pb->q, b, h, i0 + r, 0);
+      float *dst = w->q + (g * bq + r) * D;
+      for (int64_t p = 0; p < D; p++) dst[p] = src[p * pb->q.s[3]] * pb->scale;
+    }
+  }
+  for (int64_t r = 0; r < rows; r++) {
+    w->m[r] = -INFINITY;
+    w->l[r] = 0.0f;
+  }
+  memset(w->o, 0, (size_t)(rows * Dv) * sizeof(float));
+
+  const float *kbase = fattn__ptr(&pb->k, b, hk, 0, 0);
+  const float *vbase = fattn__ptr(&pb->v, b, hk, 0, 0);
+  for (int64_t j0 = 0; j0 < jhi; j0 += bn) {
+    const int64_t n = jhi - j0 < bn ? jhi - j0 : bn;
+    t->pack_k(n, D, kbase + j0 * pb->k.s[2], pb->k.s[2], pb->k.s[3], w->panel);
+    const float *vblk = vbase + j0 * pb->v.s[2];
+    int64_t ldv = pb->v.s[2];
+    if (plan->vpack_f) { /* non-unit inner stride: gather rows contiguously */
+      for (int64_t j = 0; j < n; j++)
+        for (int64_t c = 0; c < Dv; c++) w->vpack[j * Dv + c] = vblk[j * ldv + c * pb->v.s[3]];
+      vblk = w->vpack;
+      ldv = Dv;
+    }
+    t->qk(rows, n, D, w->q, w->panel, w->s, lds);
+    const int straddles = j0 + n > jlo_all;
+    if (pb->has_mask || straddles) mask_tile(pb, b, hk, i0, bq, j0, n, straddles, w->s, lds);
+    t->softmax(rows, n, w->s, lds, w->m, w->l, w->alpha);
+    t->pv(rows, n, Dv, w->s, lds, vblk, ldv, w->alpha, w->o, Dv);
+  }
+
+  for (int64_t r = 0; r < rows; r++) {
+    const int64_t g = r / bq, i = i0 + r % bq, h = hk * G + g;
+    float *orow = fattn__out_row(pb, b, h, i);
+    const float *acc = w->o + r * Dv;
+    const int empty = w->l[r] == 0.0f; /* no key attended: m stayed -inf */
+    const float inv = empty ? 0.0f : 1.0f / w->l[r];
+    if (pb->out.s[3] <= 1)
+      for (int64_t c = 0; c < Dv; c++) orow[c] = acc[c] * inv;
+    else
+      for (int64_t c = 0; c < Dv; c++) orow[c * pb->out.s[3]] = acc[c] * inv;
+    if (pb->has_lse) *fattn__lse_at(pb, b, h, i) = empty ? -INFINITY : w->m[r] + logf(w->l[r]);
+  }
+}
+
+void fattn__driver_run(const fattn__problem *pb, const fattn__kernel_table *t,
+                       const fattn__plan *plan, void *workspace) {
+  const int64_t nqb = (pb->Lq + plan->bm - 1) / plan->bm;
+  const int64_t nbh = pb->B * pb->Hkv, units = nbh * nqb;
+  /* Causal units get more work the later their query block: hand out the
+   * heavy ones (last query blocks) first so the dynamic schedule ends with
+   * light ones. */
+  const int heavy_first = pb->causal != FATTN_CAUSAL_NONE;
+#pragma omp parallel num_threads(plan->nthreads) if (plan->nthreads > 1)
+  {
+    int tid = 0;
+#if defined(_OPENMP)
+    tid = omp_get_thread_num();
+#endif
+    const unit_ws w = layout(pb, plan, (char *)workspace + (int64_t)tid * plan->per_thread_bytes);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t u = 0; u < units; u++) {
+      const int64_t qb = heavy_first ? nqb - 1 - u / nbh : u % nqb;
+      const int64_t bh = heavy_first ? u % nbh : u / nqb;
+      run_unit(pb, t, plan, &w, bh / pb->Hkv, bh % pb->Hkv, qb * plan->bm);
+    }
+  }
+}

@@ -1,0 +1,154 @@
+/* Private framework declarations shared by the files of lib/. */
+#ifndef FATTN_INTERNAL_H
+#define FATTN_INTERNAL_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fattn.h"
+#include "kernel.h"
+
+/* ---- errors ---------------------------------------------------------------- */
+
+/* Records a printf-style message for fattn_last_error() and returns `s`. */
+fattn_status fattn__error(fattn_status s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* ---- the validated problem --------------------------------------------------- */
+
+typedef struct fattn__view {
+  const char *base; /* data as bytes */
+  int64_t s[4];     /* strides in elements */
+} fattn__view;
+
+typedef struct fattn__problem {
+  int64_t B, H, Hkv, G, Lq, Lk, D, Dv; /* G = H / Hkv */
+  float scale;
+  fattn_causal causal;
+  fattn__view q, k, v, out;
+  int has_mask;
+  fattn_dtype mask_dtype;
+  fattn__view mask; /* strides 0 on broadcast dims */
+  const int32_t *kv_lens;
+  int has_lse;
+  fattn__view lse;
+} fattn__problem;
+
+/* Checks every argument of fattn_sdpa and fills `pb`; writes nothing else. */
+fattn_status fattn__validate(const fattn_tensor *q, const fattn_tensor *k, const fattn_tensor *v,
+                             const fattn_tensor *out, const fattn_sdpa_params *params,
+                             fattn__problem *pb);
+
+/* Keys row i may attend are [0, fattn__row_limit(pb, b, i)) (may be <= 0). */
+static inline int64_t fattn__row_limit(const fattn__problem *pb, int64_t b, int64_t i) {
+  int64_t hi = pb->kv_lens ? (int64_t)pb->kv_lens[b] : pb->Lk;
+  int64_t c = pb->Lk;
+  if (pb->causal == FATTN_CAUSAL_TOP_LEFT)
+    c = i + 1;
+  else if (pb->causal == FATTN_CAUSAL_BOTTOM_RIGHT)
+    c = i + 1 + (pb->Lk - pb->Lq);
+  return c < hi ? c : hi;
+}
+
+/* ---- CPU features and dispatch ------------------------------------------------ */
+
+enum {
+  FATTN__CPU_AVX2 = 1u << 0,    /* AVX2 + FMA + F16C, OS saves YMM state */
+  FATTN__CPU_AVX512 = 1u << 1,  /* AVX-512 F/BW/DQ/VL, OS saves ZMM/opmask state */
+  FATTN__CPU_NEON = 1u << 2,    /* aarch64 Advanced SIMD */
+  FATTN__CPU_AVX512BF16 = 1u << 3,
+  FATTN__CPU_AVX512VNNI = 1u << 4,
+  FATTN__CPU_ASIMDHP = 1u << 5
+};
+
+/* Detected once (pthread_once); never executes an instruction the CPU lacks. */
+unsigned fattn__cpu_features(void);
+/* Space-separated feature names for runtime info. */
+void fattn__cpu_feature_string(unsigned f, char *buf, size_t n);
+
+/* The table for a fused backend if this build has it and this CPU runs it, else
+ * NULL with a message recorded. `b` is SCALAR, AVX2, AVX512 or NEON. */
+const fattn__kernel_table *fattn__table_for(fattn_backend b, fattn_status *st);
+/* Best fused table this build and CPU run. Never NULL. */
+const fattn__kernel_table *fattn__best_table(void);
+/* Parses FATTN_ISA; AUTO when unset. Invalid values give INVALID_ARGUMENT. */
+fattn_status fattn__isa_from_env(fattn_backend *cap);
+
+/* ---- topology ------------------------------------------------------------------ */
+
+typedef struct fattn__topology {
+  int physical_cores, logical_cpus, numa_nodes;
+  int64_t l1d, l2, l3;
+  int from_hwloc;
+} fattn__topology;
+
+/* Discovered once; cached. */
+const fattn__topology *fattn__topology_get(void);
+
+/* ---- plan and workspace --------------------------------------------------------- */
+
+typedef struct fattn__plan {
+  int64_t bm, bn;      /* query rows and keys per block */
+  int64_t lds;         /* S row stride */
+  int64_t panel_f;     /* floats of the per-thread K panel */
+  int64_t vpack_f;     /* floats of the per-thread V copy (0 when V is used in place) */
+  int64_t per_thread_bytes;
+  int nthreads;
+} fattn__plan;
+
+/* block_keys / block_queries: 0 = derive from the caches (see plan.c). */
+fattn_status fattn__make_plan(const fattn__problem *pb, const fattn__kernel_table *t,
+                              int nthreads, int64_t block_keys, int64_t block_queries,
+                              const fattn__topology *topo, fattn__plan *plan);
+
+/* ---- context ------------------------------------------------------------------- */
+
+typedef struct fattn__workspace {
+  void *mem;
+  size_t bytes;
+  int busy;
+} fattn__workspace;
+
+#define FATTN__MAX_WORKSPACES 64
+
+struct fattn_context {
+  int num_threads;
+  fattn_pin_policy pin;
+  fattn_backend isa_cap;
+  int64_t block_keys, block_queries;
+  const fattn__kernel_table *table; /* what AUTO uses */
+  pthread_mutex_t lock;             /* guards the workspace pool */
+  fattn__workspace ws[FATTN__MAX_WORKSPACES];
+  int nws;
+};
+
+/* Resolves NULL to the default context (created once); NULL on failure. */
+fattn_status fattn__context_resolve(fattn_context *ctx, fattn_context **out);
+/* Checks out a workspace of at least `bytes` (allocating only if none is free
+ * and big enough); returns its index. */
+fattn_status fattn__workspace_acquire(fattn_context *ctx, size_t bytes, int *slot, void **mem);
+void fattn__workspace_release(fattn_context *ctx, int slot);
+
+/* ---- compute ---------------------------------------------------------------- */
+
+/* Fused tiled online-softmax driver over one kernel table. Never fails once the
+ * plan and workspace exist. */
+void fattn__driver_run(const fattn__problem *pb, const fattn__kernel_table *t,
+                       const fattn__plan *plan, void *workspace);
+
+/* Double-precision three-pass oracle. Allocates O(Lk) per row; may fail with
+ * OUT_OF_MEMORY before writing anything. */
+fattn_status fattn__reference_run(const fattn__problem *pb);
+
+/* ---- helpers -------------------------------------------------------------------- */
+
+static inline int fattn__mul_ok(int64_t a, int64_t b, int64_t *r) {
+  return !__builtin_mul_overflow(a, b, r);
+}
+static inline int fattn__add_ok(int64_t a, int64_t b, int64_t *r) {
+  return !__builtin_add_overflow(a, b, r);
+}
+static inline int64_t fattn__round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+#endif /* FATTN_INTERNAL_H */

@@ -1,0 +1,61 @@
+/* The oracle: naive three-pass softmax in double precision, one query row at a
+ * time, straight from the definition. Obviously correct rather than fast. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "internal.h"
+#include "access.h"
+
+fattn_status fattn__reference_run(const fattn__problem *pb) {
+  double *s = malloc((size_t)pb->Lk * sizeof *s);
+  double *acc = malloc((size_t)pb->Dv * sizeof *acc);
+  if (!s || !acc) {
+    free(s);
+    free(acc);
+    return fattn__error(FATTN_ERROR_OUT_OF_MEMORY, "reference: %lld doubles of scratch",
+                        (long long)(pb->Lk + pb->Dv));
+  }
+  const double scale = (double)pb->scale;
+  for (int64_t b = 0; b < pb->B; b++)
+    for (int64_t h = 0; h < pb->H; h++) {
+      const int64_t hk = h / pb->G;
+      for (int64_t i = 0; i < pb->Lq; i++) {
+        const int64_t lim = fattn__row_limit(pb, b, i);
+        /* pass 1: scores and their maximum */
+        double mx = -INFINITY;
+        for (int64_t j = 0; j < pb->Lk; j++) {
+          double x = -INFINITY;
+          if (j < lim) {
+            double dot = 0.0;
+            for (int64_t p = 0; p < pb->D; p++)
+              dot += (double)fattn__at(&pb->q, b, h, i, p) * (double)fattn__at(&pb->k, b, hk, j, p);
+            x = dot * scale;
+            if (pb->has_mask) x += fattn__mask_at(pb, b, h, i, j);
+          }
+          s[j] = x;
+          if (x > mx) mx = x;
+        }
+        float *o_row = fattn__out_row(pb, b, h, i);
+        if (mx == -INFINITY) { /* no key to attend: zeros, lse = -inf */
+          for (int64_t c = 0; c < pb->Dv; c++) o_row[c * pb->out.s[3]] = 0.0f;
+          if (pb->has_lse) *fattn__lse_at(pb, b, h, i) = -INFINITY;
+          continue;
+        }
+        /* pass 2: denominator; pass 3: weighted sum of values */
+        double l = 0.0;
+        for (int64_t j = 0; j < pb->Lk; j++) l += exp(s[j] - mx);
+        for (int64_t c = 0; c < pb->Dv; c++) acc[c] = 0.0;
+        for (int64_t j = 0; j < pb->Lk; j++) {
+          if (s[j] == -INFINITY) continue; /* a masked key's value never reaches the row */
+          const double w = exp(s[j] - mx);
+          for (int64_t c = 0; c < pb->Dv; c++)
+            acc[c] += w * (double)fattn__at(&pb->v, b, hk, j, c);
+        }
+        for (int64_t c = 0; c < pb->Dv; c++) o_row[c * pb->out.s[3]] = (float)(acc[c] / l);
+        if (pb->has_lse) *fattn__lse_at(pb, b, h, i) = (float)(mx + log(l));
+      }
+    }
+  free(s);
+  free(acc);
+  return FATTN_SUCCESS;
+}

@@ -1,0 +1,123 @@
+/* The sweep: one backend against the reference over every tile edge and every
+ * feature. Usage: test_sweep BACKEND [quick]. Exits 77 (skipped) when the
+ * backend is not available in this build or on this CPU.
+ *
+ * Three parts, each a deterministic sample of the cross product:
+ *  1. edges:    every head_dim × every length (Lq = Lk), GQA 2, no mask;
+ *  2. pairs:    every (Lq, Lk) pair, head_dim and causal kind rotating;
+ *  3. features: random cases over causal kinds × mask kinds (incl. broadcast
+ *               and fully masked rows) × kv_lens × GQA 1/2/4/8 × BHSD/BSHD ×
+ *               Dv != D × lse × large logits (±1e4, max moving every block). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+static const int64_t DIMS[] = {1, 8, 16, 40, 63, 64, 80, 96, 128, 256};
+static const int64_t LENS[] = {1, 2, 3, 15, 16, 17, 31, 63, 64, 65, 100, 127, 128, 129, 1000};
+#define NDIMS (int)(sizeof DIMS / sizeof DIMS[0])
+#define NLENS (int)(sizeof LENS / sizeof LENS[0])
+
+static fattn_backend parse_backend(const char *s) {
+  for (int b = FATTN_BACKEND_AUTO; b <= FATTN_BACKEND_ONEDNN; b++)
+    if (strcmp(s, fattn_backend_name((fattn_backend)b)) == 0) return (fattn_backend)b;
+  fprintf(stderr, "unknown backend '%s'\n", s);
+  exit(2);
+}
+
+static int cases, failed;
+static double worst;
+static fattn_context *ctxs[2];
+
+static void run(const tcase *c, fattn_backend be) {
+  int rc = tcase_check(c, be, ctxs, 2, &worst);
+  if (rc == 2) {
+    printf("SKIP: %s is not available here: %s\n", fattn_backend_name(be), fattn_last_error());
+    exit(77);
+  }
+  cases++;
+  failed += rc != 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    fprintf(stderr, "usage: %s BACKEND [quick]\n", argv[0]);
+    return 2;
+  }
+  const fattn_backend be = parse_backend(argv[1]);
+  const int quick = argc > 2 && strcmp(argv[2], "quick") == 0;
+  const int64_t len_cap = quick ? 200 : 1000;
+  uint64_t seed = 12345;
+  /* Every case runs twice: with the blocks the plan picks (the default
+   * context), and with the smallest blocks (one NR-key block at a time, 3 query
+   * positions per unit), so that even short sequences cross many key blocks
+   * (rescale path, straddling causal blocks) and many work units. */
+  fattn_context_options o;
+  fattn_context_options_init(&o);
+  o.block_keys = 1;
+  o.block_queries = 3;
+  if (fattn_context_create(&o, &ctxs[1]) != FATTN_SUCCESS) {
+    fprintf(stderr, "context: %s\n", fattn_last_error());
+    return 1;
+  }
+
+  /* 1. edges */
+  for (int di = 0; di < NDIMS; di++)
+    for (int li = 0; li < NLENS; li++) {
+      if (LENS[li] > len_cap) continue;
+      tcase c;
+      tcase_init(&c, 1, 2, 1, LENS[li], LENS[li], DIMS[di]);
+      c.seed = seed++;
+      run(&c, be);
+    }
+  printf("edges:    %d cases\n", cases);
+
+  /* 2. pairs */
+  int before = cases;
+  for (int qi = 0; qi < NLENS; qi++)
+    for (int ki = 0; ki < NLENS; ki++) {
+      if (LENS[qi] > len_cap || LENS[ki] > len_cap) continue;
+      tcase c;
+      tcase_init(&c, 1, 2, 2, LENS[qi], LENS[ki], DIMS[(qi + ki) % NDIMS]);
+      c.causal = (fattn_causal)((qi + 2 * ki) % 3);
+      c.lse = 1;
+      c.seed = seed++;
+      run(&c, be);
+    }
+  printf("pairs:    %d cases\n", cases - before);
+
+  /* 3. features */
+  before = cases;
+  uint64_t r = 99;
+  static const int64_t groups[] = {1, 2, 4, 8};
+  const int nfeat = quick ? 120 : 400;
+  for (int n = 0; n < nfeat; n++) {
+    tcase c;
+    int64_t Lq, Lk, D;
+    do { /* keep each case under ~3e7 multiply-adds so the sweep stays quick */
+      Lq = LENS[rng_int(&r, 0, NLENS - 1)];
+      Lk = LENS[rng_int(&r, 0, NLENS - 1)];
+      D = DIMS[rng_int(&r, 0, NDIMS - 1)];
+    } while (Lq * Lk * D > 30000000 || Lq > len_cap || Lk > len_cap);
+    const int64_t G = groups[n % 4], Hkv = rng_int(&r, 1, 2), B = rng_int(&r, 1, 3);
+    tcase_init(&c, B, Hkv * G, Hkv, Lq, Lk, D);
+    if (Lq * Lk * D * B * Hkv * G > 60000000) c.B = 1, c.H = G, c.Hkv = 1;
+    c.causal = (fattn_causal)rng_int(&r, 0, 2);
+    c.mask = (tcase_mask)rng_int(&r, 0, 2);
+    c.mask_broadcast = c.mask != MASK_NONE && rng_int(&r, 0, 2) == 0;
+    c.mask_empty_rows = c.mask != MASK_NONE && rng_int(&r, 0, 3) == 0;
+    c.kv_lens = rng_int(&r, 0, 2) == 0;
+    c.lse = rng_int(&r, 0, 1);
+    c.layout = (tcase_layout)rng_int(&r, 0, 1);
+    if (rng_int(&r, 0, 1)) c.Dv = DIMS[rng_int(&r, 0, NDIMS - 1)];
+    const int64_t d = rng_int(&r, 0, 9);
+    c.data = d < 7 ? DATA_UNIFORM : d < 8 ? DATA_LARGE : DATA_LARGE_INC;
+    c.seed = seed++;
+    run(&c, be);
+  }
+  printf("features: %d cases\n", cases - before);
+  printf("%s: %d cases, worst |err|/tol = %.3f\n", fattn_backend_name(be), cases, worst);
+  printf("%d passed, %d failed\n", cases - failed, failed);
+  fattn_context_destroy(ctxs[1]);
+  return failed ? 1 : 0;
+}
