@@ -197,6 +197,12 @@ fattn_status fattn__validate(const fattn_tensor *q, const fattn_tensor *k, const
                             (long long)b, (int)prm->kv_lens[b], (long long)Lk);
   }
 
+  /* Work sizes used later: B·H·Lq·Lk and Lk·D must fit comfortably. */
+  int64_t t;
+  if (!fattn__mul_ok(B, H, &t) || !fattn__mul_ok(t, Lq, &t) || !fattn__mul_ok(t, Lk, &t) ||
+      !fattn__mul_ok(t, D + Dv, &t) || !fattn__mul_ok(t, 4, &t))
+    return fattn__error(FATTN_ERROR_OVERFLOW, "B·H·Lq·Lk·(D+Dv) FLOP count overflows int64");
+
   TRY(check_no_self_overlap("out", out));
   if (lse) TRY(check_no_self_overlap("lse", lse));
   if (spans_overlap(so, sq) || spans_overlap(so, sk) || spans_overlap(so, sv) ||
@@ -206,12 +212,6 @@ fattn_status fattn__validate(const fattn_tensor *q, const fattn_tensor *k, const
   if (lse && (spans_overlap(sl, sq) || spans_overlap(sl, sk) || spans_overlap(sl, sv) ||
               spans_overlap(sl, so) || (mask && spans_overlap(sl, sm))))
     return fattn__error(FATTN_ERROR_INVALID_ARGUMENT, "lse overlaps q, k, v, attn_mask or out");
-
-  /* Work sizes used later: B·H·Lq·Lk and Lk·D must fit comfortably. */
-  int64_t t;
-  if (!fattn__mul_ok(B, H, &t) || !fattn__mul_ok(t, Lq, &t) || !fattn__mul_ok(t, Lk, &t) ||
-      !fattn__mul_ok(t, D + Dv, &t) || !fattn__mul_ok(t, 4, &t))
-    return fattn__error(FATTN_ERROR_OVERFLOW, "B·H·Lq·Lk·(D+Dv) FLOP count overflows int64");
 
   pb->B = B;
   pb->H = H;

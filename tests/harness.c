@@ -53,12 +53,12 @@ void tcase_describe(const tcase *c, char *buf, size_t n) {
   static const char *data[] = {"uniform", "large", "large_inc"};
   snprintf(buf, n,
            "B=%lld H=%lld Hkv=%lld Lq=%lld Lk=%lld D=%lld Dv=%lld causal=%s mask=%s%s%s kv_lens=%d "
-           "lse=%d layout=%s data=%s seed=%llu",
+           "lse=%d layout=%s data=%s%s seed=%llu",
            (long long)c->B, (long long)c->H, (long long)c->Hkv, (long long)c->Lq,
            (long long)c->Lk, (long long)c->D, (long long)c->Dv, causal[c->causal], mask[c->mask],
            c->mask_broadcast ? "(broadcast)" : "", c->mask_empty_rows ? "(empty rows)" : "",
            c->kv_lens, c->lse, c->layout == LAYOUT_BHSD ? "BHSD" : "BSHD", data[c->data],
-           (unsigned long long)c->seed);
+           c->self_attention ? " self-attention(q=k=v)" : "", (unsigned long long)c->seed);
 }
 
 /* A strided buffer with guard bands on both sides. */
@@ -146,6 +146,19 @@ static int problem_make(problem *p, const tcase *c) {
   memset(p, 0, sizeof *p);
   uint64_t s = c->seed * 0x2545F4914F6CDD1Dull + 7;
   const int64_t pad = c->layout == LAYOUT_BSHD ? 3 : 0;
+  if (c->self_attention) { /* one buffer X seen as q, k and v */
+    if (buf_make(&p->q, FATTN_F32, c->B, c->H, c->Lq, c->D, c->layout, pad)) return -1;
+    for (int64_t b = 0; b < c->B; b++)
+      for (int64_t h = 0; h < c->H; h++)
+        for (int64_t i = 0; i < c->Lq; i++)
+          for (int64_t d = 0; d < c->D; d++)
+            *(float *)buf_at(&p->q, b, h, i, d) = (float)(2 * rng_uniform(&s) - 1);
+    p->k = p->q;
+    p->v = p->q;
+    p->k.alloc = p->v.alloc = NULL; /* owned by q */
+    p->scale_eff = 1.0 / sqrt((double)c->D);
+    return 0;
+  }
   if (buf_make(&p->q, FATTN_F32, c->B, c->H, c->Lq, c->D, c->layout, pad) ||
       buf_make(&p->k, FATTN_F32, c->B, c->Hkv, c->Lk, c->D, c->layout, pad) ||
       buf_make(&p->v, FATTN_F32, c->B, c->Hkv, c->Lk, c->Dv, c->layout, pad))
@@ -210,7 +223,7 @@ static void problem_free(problem *p) {
   buf_free(&p->q);
   buf_free(&p->k);
   buf_free(&p->v);
-  if (p->mask.alloc) buf_free(&p->mask);
+  buf_free(&p->mask);
   free(p->kv_lens);
 }
 

@@ -26,6 +26,7 @@ typedef struct tcase {
   int mask_empty_rows; /* additive/U8 mask leaves some rows with no key */
   tcase_layout layout;
   tcase_data data;
+  int self_attention;  /* k and v are views of q's buffer (needs H = Hkv, Lq = Lk, D = Dv) */
   uint64_t seed;
 } tcase;
 
