@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the built library into a scratch prefix and builds examples/ as an
+# outside consumer: once through find_package(fattn) (shared and static
+# targets) and once through pkg-config (shared, and static with Libs.private).
+set -euo pipefail
+build=$1 src=$2 cc=${3:-cc}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+prefix=$tmp/prefix
+cmake --install "$build" --prefix "$prefix" > "$tmp/install.log"
+libdir=$(dirname "$(find "$prefix" -name 'libfattn.a' | head -n1)")
+echo "== installed into $prefix (libdir $libdir)"
+
+echo "== find_package(fattn)"
+cmake -S "$src/examples" -B "$tmp/ex" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_C_COMPILER="$cc" > "$tmp/cfg.log"
+cmake --build "$tmp/ex" > "$tmp/build.log"
+LD_LIBRARY_PATH=$libdir "$tmp/ex/sdpa_basic"
+"$tmp/ex/sdpa_basic_static"
+if ldd "$tmp/ex/sdpa_basic_static" | grep -q libfattn; then
+  echo "sdpa_basic_static links libfattn.so: static target is wrong"; exit 1
+fi
+
+echo "== pkg-config fattn"
+export PKG_CONFIG_PATH=$libdir/pkgconfig
+"$cc" "$src/examples/sdpa_basic.c" $(pkg-config --cflags --libs fattn) -lm -o "$tmp/pc_shared"
+LD_LIBRARY_PATH=$libdir "$tmp/pc_shared"
+"$cc" "$src/examples/sdpa_basic.c" $(pkg-config --cflags fattn) "$libdir/libfattn.a" \
+  $(pkg-config --static --libs-only-other --libs-only-l fattn | sed 's/-lfattn//') -lm -o "$tmp/pc_static"
+"$tmp/pc_static"
+echo "consumer builds: 4 passed, 0 failed"
