@@ -14,8 +14,10 @@ int main(void) {
   float *out = malloc(sizeof(float) * B * H * L * D);
   float *ref = malloc(sizeof(float) * B * H * L * D);
   if (!q || !k || !v || !out || !ref) return 1;
-  for (int i = 0; i < B * H * L * D; i++) q[i] = sinf(0.01f * (float)i);
-  for (int i = 0; i < B * HKV * L * D; i++) k[i] = cosf(0.02f * (float)i), v[i] = sinf(0.03f * (float)i);
+  for (int i = 0; i < B * H * L * D; i++)
+    q[i] = sinf(0.01f * (float)i);
+  for (int i = 0; i < B * HKV * L * D; i++)
+    k[i] = cosf(0.02f * (float)i), v[i] = sinf(0.03f * (float)i);
 
   /* Dense [batch, heads, seq, head_dim] views; any other layout is a choice of strides. */
   fattn_tensor tq = fattn_tensor_contiguous(q, FATTN_F32, B, H, L, D);
@@ -40,11 +42,12 @@ int main(void) {
   if (fattn_sdpa(ctx, &tq, &tk, &tv, &tr, &p) != FATTN_SUCCESS) return 1;
 
   float err = 0;
-  for (int i = 0; i < B * H * L * D; i++) err = fmaxf(err, fabsf(out[i] - ref[i]));
+  for (int i = 0; i < B * H * L * D; i++)
+    err = fmaxf(err, fabsf(out[i] - ref[i]));
   fattn_runtime_info info;
   fattn_get_runtime_info(ctx, &info);
-  printf("fattn %s, kernel table %s, %d threads: max |out - reference| = %.2e\n",
-         fattn_version(), fattn_backend_name(info.isa_selected), info.num_threads, err);
+  printf("fattn %s, kernel table %s, %d threads: max |out - reference| = %.2e\n", fattn_version(),
+         fattn_backend_name(info.isa_selected), info.num_threads, err);
   fattn_context_destroy(ctx);
   free(q), free(k), free(v), free(out), free(ref);
   return err < 1e-4f ? 0 : 1;

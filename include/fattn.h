@@ -69,7 +69,8 @@ FATTN_API fattn_tensor fattn_tensor_contiguous(void *data, fattn_dtype dtype, in
 typedef enum fattn_causal {
   FATTN_CAUSAL_NONE,
   FATTN_CAUSAL_TOP_LEFT,    /* query i attends keys j <= i (PyTorch's is_causal) */
-  FATTN_CAUSAL_BOTTOM_RIGHT /* query i attends keys j <= i + (Lk - Lq) (KV cache, chunked prefill) */
+  FATTN_CAUSAL_BOTTOM_RIGHT /* query i attends keys j <= i + (Lk - Lq) (KV cache, chunked prefill)
+                             */
 } fattn_causal;
 
 typedef enum fattn_backend {
@@ -86,14 +87,14 @@ typedef enum fattn_backend {
 FATTN_API const char *fattn_backend_name(fattn_backend b);
 
 typedef struct fattn_sdpa_params {
-  float scale;                   /* 0 -> 1/sqrt(head_dim of q); must be finite */
+  float scale; /* 0 -> 1/sqrt(head_dim of q); must be finite */
   fattn_causal causal;
   const fattn_tensor *attn_mask; /* optional: F32 additive, or U8 keep-mask (nonzero = may attend);
                                     dims [B or 1, H or 1, Lq, Lk] */
-  const int32_t *kv_lens;        /* optional, one per batch in [0, Lk]: keys j >= kv_lens[b] are masked */
-  const fattn_tensor *lse;       /* optional output, F32 dims [B, H, Lq, 1]: log of the softmax
-                                    denominator, natural log, of the scaled+masked scores */
-  fattn_backend backend;         /* AUTO picks the best available */
+  const int32_t *kv_lens;  /* optional, one per batch in [0, Lk]: keys j >= kv_lens[b] are masked */
+  const fattn_tensor *lse; /* optional output, F32 dims [B, H, Lq, 1]: log of the softmax
+                              denominator, natural log, of the scaled+masked scores */
+  fattn_backend backend;   /* AUTO picks the best available */
 } fattn_sdpa_params;
 
 /* scale 0 (default), no causal mask, no mask, no kv_lens, no lse, AUTO backend. */
@@ -107,14 +108,14 @@ typedef enum fattn_pin_policy {
 
 /* Context options. Initialise with fattn_context_options_init, then set fields. */
 typedef struct fattn_context_options {
-  int num_threads;           /* 0 -> FATTN_NUM_THREADS, else the OpenMP default */
-  fattn_backend isa_cap;     /* AUTO -> the FATTN_ISA env var, else the best table. Else
-                                the fused table AUTO uses: SCALAR, AVX2, AVX512 or NEON;
-                                one this build or CPU lacks fails with UNSUPPORTED */
-  fattn_pin_policy pin;      /* thread pinning (reported; not applied by this version) */
-  int64_t block_keys;        /* 0 -> from the cache sizes; else keys per block (rounded up to
-                                the kernel's NR). A tuning knob; results stay within tolerance */
-  int64_t block_queries;     /* 0 -> from the cache sizes; else query positions per work unit */
+  int num_threads;       /* 0 -> FATTN_NUM_THREADS, else the OpenMP default */
+  fattn_backend isa_cap; /* AUTO -> the FATTN_ISA env var, else the best table. Else
+                            the fused table AUTO uses: SCALAR, AVX2, AVX512 or NEON;
+                            one this build or CPU lacks fails with UNSUPPORTED */
+  fattn_pin_policy pin;  /* thread pinning (reported; not applied by this version) */
+  int64_t block_keys;    /* 0 -> from the cache sizes; else keys per block (rounded up to
+                            the kernel's NR). A tuning knob; results stay within tolerance */
+  int64_t block_queries; /* 0 -> from the cache sizes; else query positions per work unit */
 } fattn_context_options;
 
 FATTN_API void fattn_context_options_init(fattn_context_options *o);
@@ -139,17 +140,18 @@ FATTN_API fattn_status fattn_sdpa(fattn_context *ctx, const fattn_tensor *q, con
 #define FATTN_ISA_STRING_MAX 64
 
 typedef struct fattn_runtime_info {
-  char isa_detected[FATTN_ISA_STRING_MAX]; /* CPU features found, e.g. "avx2 fma f16c avx512f ..." */
-  fattn_backend isa_best;     /* best fused table this CPU and build can run */
+  char
+      isa_detected[FATTN_ISA_STRING_MAX]; /* CPU features found, e.g. "avx2 fma f16c avx512f ..." */
+  fattn_backend isa_best;                 /* best fused table this CPU and build can run */
   fattn_backend isa_selected; /* what AUTO uses on this context (after FATTN_ISA / isa_cap) */
   int num_threads;            /* threads a call on this context uses */
   int physical_cores;         /* physical cores in the process's allowed set */
   int logical_cpus;
   int numa_nodes;
   int64_t l1d_bytes, l2_bytes, l3_bytes; /* per core (L1, L2) and total (L3); 0 = unknown */
-  fattn_pin_policy pin;       /* the policy in force */
+  fattn_pin_policy pin;                  /* the policy in force */
   int has_openmp, has_hwloc, has_onednn; /* compiled in */
-  char notes[256];            /* e.g. why threads are not pinned */
+  char notes[256];                       /* e.g. why threads are not pinned */
 } fattn_runtime_info;
 
 FATTN_API fattn_status fattn_get_runtime_info(fattn_context *ctx /* NULL = default */,

@@ -26,8 +26,7 @@ static inline int64_t fattn__mask_row(const fattn__problem *pb, int64_t b, int64
 static inline double fattn__mask_at(const fattn__problem *pb, int64_t b, int64_t h, int64_t i,
                                     int64_t j) {
   const int64_t off = fattn__mask_row(pb, b, h, i) + j * pb->mask.s[3];
-  if (pb->mask_dtype == FATTN_U8)
-    return ((const uint8_t *)pb->mask.base)[off] ? 0.0 : -INFINITY;
+  if (pb->mask_dtype == FATTN_U8) return ((const uint8_t *)pb->mask.base)[off] ? 0.0 : -INFINITY;
   return (double)((const float *)pb->mask.base)[off];
 }
 

@@ -42,8 +42,7 @@ fattn_status fattn_sdpa(fattn_context *ctx, const fattn_tensor *q, const fattn_t
 
   fattn__plan plan;
   if ((st = fattn__make_plan(&pb, t, threads_for_call(c), c->block_keys, c->block_queries,
-                             fattn__topology_get(), &plan)) !=
-      FATTN_SUCCESS)
+                             fattn__topology_get(), &plan)) != FATTN_SUCCESS)
     return st;
   int slot;
   void *ws;

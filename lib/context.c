@@ -82,7 +82,8 @@ fattn_status fattn_context_create(const fattn_context_options *opts, fattn_conte
 
 void fattn_context_destroy(fattn_context *ctx) {
   if (!ctx) return;
-  for (int i = 0; i < ctx->nws; i++) free(ctx->ws[i].mem);
+  for (int i = 0; i < ctx->nws; i++)
+    free(ctx->ws[i].mem);
   pthread_mutex_destroy(&ctx->lock);
   free(ctx);
 }

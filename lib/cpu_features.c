@@ -21,12 +21,11 @@ static uint64_t read_xcr0(void) {
 static unsigned probe(void) {
   unsigned a, b, c, d, f = 0;
   if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
-  const int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, fma = (c >> 12) & 1,
-            f16c = (c >> 29) & 1;
+  const int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, fma = (c >> 12) & 1, f16c = (c >> 29) & 1;
   if (!osxsave || !avx) return 0;
   const uint64_t xcr0 = read_xcr0();
-  const int ymm_ok = (xcr0 & 0x6) == 0x6;     /* SSE + AVX state */
-  const int zmm_ok = (xcr0 & 0xe6) == 0xe6;   /* + opmask, ZMM_Hi256, Hi16_ZMM */
+  const int ymm_ok = (xcr0 & 0x6) == 0x6;   /* SSE + AVX state */
+  const int zmm_ok = (xcr0 & 0xe6) == 0xe6; /* + opmask, ZMM_Hi256, Hi16_ZMM */
   if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
   const int avx2 = (b >> 5) & 1;
   const int avx512f = (b >> 16) & 1, avx512dq = (b >> 17) & 1, avx512bw = (b >> 30) & 1,
@@ -75,9 +74,12 @@ void fattn__cpu_feature_string(unsigned f, char *buf, size_t n) {
   static const struct {
     unsigned bit;
     const char *name;
-  } names[] = {{FATTN__CPU_AVX2, "avx2+fma+f16c"},     {FATTN__CPU_AVX512, "avx512f/bw/dq/vl"},
-               {FATTN__CPU_AVX512VNNI, "avx512vnni"}, {FATTN__CPU_AVX512BF16, "avx512bf16"},
-               {FATTN__CPU_NEON, "neon"},             {FATTN__CPU_ASIMDHP, "asimdhp"}};
+  } names[] = {{FATTN__CPU_AVX2, "avx2+fma+f16c"},
+               {FATTN__CPU_AVX512, "avx512f/bw/dq/vl"},
+               {FATTN__CPU_AVX512VNNI, "avx512vnni"},
+               {FATTN__CPU_AVX512BF16, "avx512bf16"},
+               {FATTN__CPU_NEON, "neon"},
+               {FATTN__CPU_ASIMDHP, "asimdhp"}};
   if (n == 0) return;
   buf[0] = '\0';
   size_t used = 0;

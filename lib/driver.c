@@ -58,19 +58,20 @@ static void mask_tile(const fattn__problem *pb, int64_t b, int64_t hk, int64_t i
           if (!mk[j * st]) sr[j] = -INFINITY;
       } else {
         const float *mk = (const float *)pb->mask.base + off;
-        for (int64_t j = 0; j < n; j++) sr[j] += mk[j * st];
+        for (int64_t j = 0; j < n; j++)
+          sr[j] += mk[j * st];
       }
     }
     if (limits) {
       int64_t lim = fattn__row_limit(pb, b, i) - j0;
-      for (int64_t j = lim < 0 ? 0 : lim; j < n; j++) sr[j] = -INFINITY;
+      for (int64_t j = lim < 0 ? 0 : lim; j < n; j++)
+        sr[j] = -INFINITY;
     }
   }
 }
 
 static void run_unit(const fattn__problem *pb, const fattn__kernel_table *t,
-                     const fattn__plan *plan, const unit_ws *w, int64_t b, int64_t hk,
-                     int64_t i0) {
+                     const fattn__plan *plan, const unit_ws *w, int64_t b, int64_t hk, int64_t i0) {
   const int64_t G = pb->G, D = pb->D, Dv = pb->Dv, bn = plan->bn, lds = plan->lds;
   const int64_t bq = pb->Lq - i0 < plan->bm ? pb->Lq - i0 : plan->bm;
   const int64_t rows = G * bq;
@@ -83,7 +84,8 @@ static void run_unit(const fattn__problem *pb, const fattn__kernel_table *t,
     for (int64_t r = 0; r < bq; r++) {
       const float *src = fattn__ptr(&pb->q, b, h, i0 + r, 0);
       float *dst = w->q + (g * bq + r) * D;
-      for (int64_t p = 0; p < D; p++) dst[p] = src[p * pb->q.s[3]] * pb->scale;
+      for (int64_t p = 0; p < D; p++)
+        dst[p] = src[p * pb->q.s[3]] * pb->scale;
     }
   }
   for (int64_t r = 0; r < rows; r++) {
@@ -101,7 +103,8 @@ static void run_unit(const fattn__problem *pb, const fattn__kernel_table *t,
     int64_t ldv = pb->v.s[2];
     if (plan->vpack_f) { /* non-unit inner stride: gather rows contiguously */
       for (int64_t j = 0; j < n; j++)
-        for (int64_t c = 0; c < Dv; c++) w->vpack[j * Dv + c] = vblk[j * ldv + c * pb->v.s[3]];
+        for (int64_t c = 0; c < Dv; c++)
+          w->vpack[j * Dv + c] = vblk[j * ldv + c * pb->v.s[3]];
       vblk = w->vpack;
       ldv = Dv;
     }
@@ -119,9 +122,11 @@ static void run_unit(const fattn__problem *pb, const fattn__kernel_table *t,
     const int empty = w->l[r] == 0.0f; /* no key attended: m stayed -inf */
     const float inv = empty ? 0.0f : 1.0f / w->l[r];
     if (pb->out.s[3] <= 1)
-      for (int64_t c = 0; c < Dv; c++) orow[c] = acc[c] * inv;
+      for (int64_t c = 0; c < Dv; c++)
+        orow[c] = acc[c] * inv;
     else
-      for (int64_t c = 0; c < Dv; c++) orow[c * pb->out.s[3]] = acc[c] * inv;
+      for (int64_t c = 0; c < Dv; c++)
+        orow[c * pb->out.s[3]] = acc[c] * inv;
     if (pb->has_lse) *fattn__lse_at(pb, b, h, i) = empty ? -INFINITY : w->m[r] + logf(w->l[r]);
   }
 }

@@ -54,9 +54,9 @@ static inline int64_t fattn__row_limit(const fattn__problem *pb, int64_t b, int6
 /* ---- CPU features and dispatch ------------------------------------------------ */
 
 enum {
-  FATTN__CPU_AVX2 = 1u << 0,    /* AVX2 + FMA + F16C, OS saves YMM state */
-  FATTN__CPU_AVX512 = 1u << 1,  /* AVX-512 F/BW/DQ/VL, OS saves ZMM/opmask state */
-  FATTN__CPU_NEON = 1u << 2,    /* aarch64 Advanced SIMD */
+  FATTN__CPU_AVX2 = 1u << 0,   /* AVX2 + FMA + F16C, OS saves YMM state */
+  FATTN__CPU_AVX512 = 1u << 1, /* AVX-512 F/BW/DQ/VL, OS saves ZMM/opmask state */
+  FATTN__CPU_NEON = 1u << 2,   /* aarch64 Advanced SIMD */
   FATTN__CPU_AVX512BF16 = 1u << 3,
   FATTN__CPU_AVX512VNNI = 1u << 4,
   FATTN__CPU_ASIMDHP = 1u << 5
@@ -89,17 +89,17 @@ const fattn__topology *fattn__topology_get(void);
 /* ---- plan and workspace --------------------------------------------------------- */
 
 typedef struct fattn__plan {
-  int64_t bm, bn;      /* query rows and keys per block */
-  int64_t lds;         /* S row stride */
-  int64_t panel_f;     /* floats of the per-thread K panel */
-  int64_t vpack_f;     /* floats of the per-thread V copy (0 when V is used in place) */
+  int64_t bm, bn;  /* query rows and keys per block */
+  int64_t lds;     /* S row stride */
+  int64_t panel_f; /* floats of the per-thread K panel */
+  int64_t vpack_f; /* floats of the per-thread V copy (0 when V is used in place) */
   int64_t per_thread_bytes;
   int nthreads;
 } fattn__plan;
 
 /* block_keys / block_queries: 0 = derive from the caches (see plan.c). */
-fattn_status fattn__make_plan(const fattn__problem *pb, const fattn__kernel_table *t,
-                              int nthreads, int64_t block_keys, int64_t block_queries,
+fattn_status fattn__make_plan(const fattn__problem *pb, const fattn__kernel_table *t, int nthreads,
+                              int64_t block_keys, int64_t block_queries,
                               const fattn__topology *topo, fattn__plan *plan);
 
 /* ---- context ------------------------------------------------------------------- */

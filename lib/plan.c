@@ -16,8 +16,8 @@
 
 static int64_t align_bytes(int64_t floats) { return fattn__round_up(floats * 4, FATTN__ALIGN); }
 
-fattn_status fattn__make_plan(const fattn__problem *pb, const fattn__kernel_table *t,
-                              int nthreads, int64_t block_keys, int64_t block_queries,
+fattn_status fattn__make_plan(const fattn__problem *pb, const fattn__kernel_table *t, int nthreads,
+                              int64_t block_keys, int64_t block_queries,
                               const fattn__topology *topo, fattn__plan *plan) {
   const int64_t mr = t->mr, nr = t->nr, dd = pb->D + pb->Dv;
   int64_t bq = block_queries > 0 ? block_queries : FATTN__TARGET_ROWS / pb->G;
@@ -44,7 +44,7 @@ fattn_status fattn__make_plan(const fattn__problem *pb, const fattn__kernel_tabl
   /* Each piece is bounded by rows, bn, D and Dv, which validation checked
    * against int64 (B·H·Lq·Lk·(D+Dv)·4 fits); the sum is checked here. */
   const int64_t pieces[] = {plan->panel_f, plan->vpack_f, rows * pb->D, rows * plan->lds,
-                            rows * pb->Dv, rows, rows, rows};
+                            rows * pb->Dv, rows,          rows,         rows};
   int64_t bytes = 0;
   for (size_t i = 0; i < sizeof pieces / sizeof pieces[0]; i++)
     if (pieces[i] > INT64_MAX / 8 || !fattn__add_ok(bytes, align_bytes(pieces[i]), &bytes))

@@ -37,21 +37,25 @@ fattn_status fattn__reference_run(const fattn__problem *pb) {
         }
         float *o_row = fattn__out_row(pb, b, h, i);
         if (mx == -INFINITY) { /* no key to attend: zeros, lse = -inf */
-          for (int64_t c = 0; c < pb->Dv; c++) o_row[c * pb->out.s[3]] = 0.0f;
+          for (int64_t c = 0; c < pb->Dv; c++)
+            o_row[c * pb->out.s[3]] = 0.0f;
           if (pb->has_lse) *fattn__lse_at(pb, b, h, i) = -INFINITY;
           continue;
         }
         /* pass 2: denominator; pass 3: weighted sum of values */
         double l = 0.0;
-        for (int64_t j = 0; j < pb->Lk; j++) l += exp(s[j] - mx);
-        for (int64_t c = 0; c < pb->Dv; c++) acc[c] = 0.0;
+        for (int64_t j = 0; j < pb->Lk; j++)
+          l += exp(s[j] - mx);
+        for (int64_t c = 0; c < pb->Dv; c++)
+          acc[c] = 0.0;
         for (int64_t j = 0; j < pb->Lk; j++) {
           if (s[j] == -INFINITY) continue; /* a masked key's value never reaches the row */
           const double w = exp(s[j] - mx);
           for (int64_t c = 0; c < pb->Dv; c++)
             acc[c] += w * (double)fattn__at(&pb->v, b, hk, j, c);
         }
-        for (int64_t c = 0; c < pb->Dv; c++) o_row[c * pb->out.s[3]] = (float)(acc[c] / l);
+        for (int64_t c = 0; c < pb->Dv; c++)
+          o_row[c * pb->out.s[3]] = (float)(acc[c] / l);
         if (pb->has_lse) *fattn__lse_at(pb, b, h, i) = (float)(mx + log(l));
       }
     }

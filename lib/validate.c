@@ -46,8 +46,8 @@ static fattn_status check_tensor(const char *name, const fattn_tensor *t, int ma
       return fattn__error(FATTN_ERROR_INVALID_ARGUMENT, "%s->dims[%d] = %lld must be positive",
                           name, i, (long long)t->dims[i]);
     if (t->strides[i] < 0)
-      return fattn__error(FATTN_ERROR_INVALID_ARGUMENT, "%s->strides[%d] = %lld is negative",
-                          name, i, (long long)t->strides[i]);
+      return fattn__error(FATTN_ERROR_INVALID_ARGUMENT, "%s->strides[%d] = %lld is negative", name,
+                          i, (long long)t->strides[i]);
     if (t->strides[i] == 0 && t->dims[i] > 1 && !may_broadcast)
       return fattn__error(FATTN_ERROR_INVALID_ARGUMENT,
                           "%s->strides[%d] is 0 with dims[%d] = %lld: broadcast is allowed for "
@@ -55,9 +55,11 @@ static fattn_status check_tensor(const char *name, const fattn_tensor *t, int ma
                           name, i, i, (long long)t->dims[i]);
     int64_t off;
     if (!fattn__mul_ok(t->dims[i] - 1, t->strides[i], &off) || !fattn__add_ok(last, off, &last))
-      return fattn__error(FATTN_ERROR_OVERFLOW, "%s: element offset of dims %lld×%lld×%lld×%lld "
-                          "overflows int64", name, (long long)t->dims[0], (long long)t->dims[1],
-                          (long long)t->dims[2], (long long)t->dims[3]);
+      return fattn__error(FATTN_ERROR_OVERFLOW,
+                          "%s: element offset of dims %lld×%lld×%lld×%lld "
+                          "overflows int64",
+                          name, (long long)t->dims[0], (long long)t->dims[1], (long long)t->dims[2],
+                          (long long)t->dims[3]);
   }
   int64_t bytes;
   if (!fattn__add_ok(last, 1, &bytes) || !fattn__mul_ok(bytes, (int64_t)es, &bytes) ||
@@ -65,8 +67,8 @@ static fattn_status check_tensor(const char *name, const fattn_tensor *t, int ma
     return fattn__error(FATTN_ERROR_OVERFLOW, "%s: byte extent overflows", name);
   uintptr_t lo = (uintptr_t)t->data;
   if (lo > UINTPTR_MAX - (uintptr_t)bytes)
-    return fattn__error(FATTN_ERROR_OVERFLOW, "%s: data + %lld bytes wraps the address space",
-                        name, (long long)bytes);
+    return fattn__error(FATTN_ERROR_OVERFLOW, "%s: data + %lld bytes wraps the address space", name,
+                        (long long)bytes);
   sp->lo = lo;
   sp->hi = lo + (uintptr_t)bytes;
   return FATTN_SUCCESS;
@@ -104,8 +106,8 @@ static fattn_status need_f32(const char *name, const fattn_tensor *t) {
   if (t->dtype == FATTN_U8)
     return fattn__error(FATTN_ERROR_INVALID_ARGUMENT, "%s->dtype U8 is only valid for attn_mask",
                         name);
-  return fattn__error(FATTN_ERROR_UNSUPPORTED, "%s->dtype %s is not supported yet (F32 only)",
-                      name, dtype_name(t->dtype));
+  return fattn__error(FATTN_ERROR_UNSUPPORTED, "%s->dtype %s is not supported yet (F32 only)", name,
+                      dtype_name(t->dtype));
 }
 
 static fattn_status dim_eq(const char *what, int64_t a, int64_t b) {
@@ -116,13 +118,14 @@ static fattn_status dim_eq(const char *what, int64_t a, int64_t b) {
 
 static void set_view(fattn__view *vw, const fattn_tensor *t) {
   vw->base = (const char *)t->data;
-  for (int i = 0; i < 4; i++) vw->s[i] = t->dims[i] == 1 ? 0 : t->strides[i];
+  for (int i = 0; i < 4; i++)
+    vw->s[i] = t->dims[i] == 1 ? 0 : t->strides[i];
 }
 
-#define TRY(x)                                                                                   \
-  do {                                                                                           \
-    fattn_status st_ = (x);                                                                      \
-    if (st_ != FATTN_SUCCESS) return st_;                                                        \
+#define TRY(x)                                                                                     \
+  do {                                                                                             \
+    fattn_status st_ = (x);                                                                        \
+    if (st_ != FATTN_SUCCESS) return st_;                                                          \
   } while (0)
 
 fattn_status fattn__validate(const fattn_tensor *q, const fattn_tensor *k, const fattn_tensor *v,

@@ -54,8 +54,8 @@ void tcase_describe(const tcase *c, char *buf, size_t n) {
   snprintf(buf, n,
            "B=%lld H=%lld Hkv=%lld Lq=%lld Lk=%lld D=%lld Dv=%lld causal=%s mask=%s%s%s kv_lens=%d "
            "lse=%d layout=%s data=%s%s seed=%llu",
-           (long long)c->B, (long long)c->H, (long long)c->Hkv, (long long)c->Lq,
-           (long long)c->Lk, (long long)c->D, (long long)c->Dv, causal[c->causal], mask[c->mask],
+           (long long)c->B, (long long)c->H, (long long)c->Hkv, (long long)c->Lq, (long long)c->Lk,
+           (long long)c->D, (long long)c->Dv, causal[c->causal], mask[c->mask],
            c->mask_broadcast ? "(broadcast)" : "", c->mask_empty_rows ? "(empty rows)" : "",
            c->kv_lens, c->lse, c->layout == LAYOUT_BHSD ? "BHSD" : "BSHD", data[c->data],
            c->self_attention ? " self-attention(q=k=v)" : "", (unsigned long long)c->seed);
@@ -168,7 +168,8 @@ static int problem_make(problem *p, const tcase *c) {
   p->scale_eff = large ? 1.0 : 1.0 / sqrt((double)c->D);
   int64_t *u = malloc((size_t)c->D * sizeof *u);
   if (!u) return -1;
-  for (int64_t d = 0; d < c->D; d++) u[d] = rng_int(&s, -3, 3);
+  for (int64_t d = 0; d < c->D; d++)
+    u[d] = rng_int(&s, -3, 3);
   for (int64_t b = 0; b < c->B; b++)
     for (int64_t h = 0; h < c->H; h++)
       for (int64_t i = 0; i < c->Lq; i++)
@@ -237,7 +238,8 @@ static fattn_status run_backend(const tcase *c, const problem *p, fattn_backend 
   for (int64_t b = 0; b < c->B; b++)
     for (int64_t h = 0; h < c->H; h++)
       for (int64_t i = 0; i < c->Lq; i++) {
-        for (int64_t d = 0; d < c->Dv; d++) *(float *)buf_at(out, b, h, i, d) = NAN;
+        for (int64_t d = 0; d < c->Dv; d++)
+          *(float *)buf_at(out, b, h, i, d) = NAN;
         *(float *)buf_at(lse, b, h, i, 0) = NAN;
       }
   fattn_sdpa_params prm;
@@ -289,7 +291,8 @@ static int compare(const tcase *c, const problem *p, fattn_backend be, const buf
       const int64_t hk = h / (c->H / c->Hkv);
       double vmax = 0.0;
       for (int64_t j = 0; j < c->Lk; j++)
-        for (int64_t d = 0; d < c->Dv; d++) vmax = fmax(vmax, fabs(fget(&p->v, b, hk, j, d)));
+        for (int64_t d = 0; d < c->Dv; d++)
+          vmax = fmax(vmax, fabs(fget(&p->v, b, hk, j, d)));
       for (int64_t i = 0; i < c->Lq; i++) {
         const int64_t lim = row_limit(c, p, b, i);
         double dotmax = 0.0, addmax = 0.0; /* max Σ|q·k|·scale; max |score + mask| */
@@ -341,8 +344,8 @@ static int compare(const tcase *c, const problem *p, fattn_backend be, const buf
       }
     }
   if (ref_max > 0 && out_max == 0) {
-    fprintf(stderr, "FAIL [%s] %s: output is all zeros, reference is not\n",
-            fattn_backend_name(be), desc);
+    fprintf(stderr, "FAIL [%s] %s: output is all zeros, reference is not\n", fattn_backend_name(be),
+            desc);
     return 1;
   }
   return 0;

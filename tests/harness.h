@@ -11,22 +11,22 @@
 typedef enum tcase_mask { MASK_NONE, MASK_ADDITIVE, MASK_U8 } tcase_mask;
 typedef enum tcase_layout { LAYOUT_BHSD, LAYOUT_BSHD } tcase_layout;
 typedef enum tcase_data {
-  DATA_UNIFORM,   /* uniform in [-1, 1] */
-  DATA_LARGE,     /* integer-valued, scale 1: logits up to ~1e4, scores exact in f32 */
-  DATA_LARGE_INC  /* as DATA_LARGE, logits growing with the key: the max moves every block */
+  DATA_UNIFORM,  /* uniform in [-1, 1] */
+  DATA_LARGE,    /* integer-valued, scale 1: logits up to ~1e4, scores exact in f32 */
+  DATA_LARGE_INC /* as DATA_LARGE, logits growing with the key: the max moves every block */
 } tcase_data;
 
 typedef struct tcase {
   int64_t B, H, Hkv, Lq, Lk, D, Dv;
   fattn_causal causal;
   tcase_mask mask;
-  int mask_broadcast;  /* mask dims [1, 1, Lq, Lk] */
-  int kv_lens;         /* random kv_lens per batch (some 0, some Lk) */
+  int mask_broadcast; /* mask dims [1, 1, Lq, Lk] */
+  int kv_lens;        /* random kv_lens per batch (some 0, some Lk) */
   int lse;
   int mask_empty_rows; /* additive/U8 mask leaves some rows with no key */
   tcase_layout layout;
   tcase_data data;
-  int self_attention;  /* k and v are views of q's buffer (needs H = Hkv, Lq = Lk, D = Dv) */
+  int self_attention; /* k and v are views of q's buffer (needs H = Hkv, Lq = Lk, D = Dv) */
   uint64_t seed;
 } tcase;
 
@@ -49,17 +49,17 @@ int available_backends(fattn_backend *out);
 
 /* Deterministic generator. */
 uint64_t rng_next(uint64_t *s);
-double rng_uniform(uint64_t *s); /* [0, 1) */
+double rng_uniform(uint64_t *s);                      /* [0, 1) */
 int64_t rng_int(uint64_t *s, int64_t lo, int64_t hi); /* [lo, hi] */
 
-#define EXPECT(cond, ...)                                                                      \
-  do {                                                                                         \
-    if (!(cond)) {                                                                             \
-      fprintf(stderr, "%s:%d: FAILED: %s: ", __FILE__, __LINE__, #cond);                       \
-      fprintf(stderr, __VA_ARGS__);                                                            \
-      fprintf(stderr, "\n");                                                                   \
-      g_failures++;                                                                            \
-    }                                                                                          \
+#define EXPECT(cond, ...)                                                                          \
+  do {                                                                                             \
+    if (!(cond)) {                                                                                 \
+      fprintf(stderr, "%s:%d: FAILED: %s: ", __FILE__, __LINE__, #cond);                           \
+      fprintf(stderr, __VA_ARGS__);                                                                \
+      fprintf(stderr, "\n");                                                                       \
+      g_failures++;                                                                                \
+    }                                                                                              \
   } while (0)
 
 extern int g_failures;

@@ -55,18 +55,21 @@ static void expect_rejected(const char *what, setup *s, fattn_status want, const
   checked++;
 }
 
-#define REJECT(what, want, mutate)                                                             \
-  do {                                                                                         \
-    setup s;                                                                                   \
-    make(&s);                                                                                  \
-    mutate;                                                                                    \
-    expect_rejected(what, &s, want, &s.q, &s.k, &s.v, &s.out, &s.p);                           \
+#define REJECT(what, want, mutate)                                                                 \
+  do {                                                                                             \
+    setup s;                                                                                       \
+    make(&s);                                                                                      \
+    mutate;                                                                                        \
+    expect_rejected(what, &s, want, &s.q, &s.k, &s.v, &s.out, &s.p);                               \
   } while (0)
 
 int main(void) {
-  for (size_t i = 0; i < sizeof qb / sizeof qb[0]; i++) qb[i] = (float)(i % 7) * 0.1f;
-  for (size_t i = 0; i < sizeof kb / sizeof kb[0]; i++) kb[i] = (float)(i % 5) * 0.1f;
-  for (size_t i = 0; i < sizeof vb / sizeof vb[0]; i++) vb[i] = (float)(i % 3);
+  for (size_t i = 0; i < sizeof qb / sizeof qb[0]; i++)
+    qb[i] = (float)(i % 7) * 0.1f;
+  for (size_t i = 0; i < sizeof kb / sizeof kb[0]; i++)
+    kb[i] = (float)(i % 5) * 0.1f;
+  for (size_t i = 0; i < sizeof vb / sizeof vb[0]; i++)
+    vb[i] = (float)(i % 3);
 
   /* The valid call succeeds (so the rejections below are about the mutation). */
   {

@@ -46,8 +46,8 @@ int main(void) {
          info.physical_cores, (long long)info.l1d_bytes, (long long)info.l2_bytes,
          (long long)info.l3_bytes, info.notes);
   fattn_backend best = FATTN_BACKEND_SCALAR;
-  static const fattn_backend rank[] = {FATTN_BACKEND_AVX512, FATTN_BACKEND_AVX2,
-                                       FATTN_BACKEND_NEON, FATTN_BACKEND_SCALAR};
+  static const fattn_backend rank[] = {FATTN_BACKEND_AVX512, FATTN_BACKEND_AVX2, FATTN_BACKEND_NEON,
+                                       FATTN_BACKEND_SCALAR};
   for (int i = 0; i < 4; i++)
     if (built(rank[i]) && cpu_has(rank[i])) {
       best = rank[i];

@@ -27,7 +27,8 @@ static fattn_status run(fattn_backend be, fattn_sdpa_params *p, int64_t lq, int6
 static void fill(void) {
   for (int h = 0; h < H; h++) {
     for (int i = 0; i < LQ; i++)
-      for (int d = 0; d < D; d++) q[0][h][i][d] = 0.25f * (float)(i + d - h);
+      for (int d = 0; d < D; d++)
+        q[0][h][i][d] = 0.25f * (float)(i + d - h);
     for (int j = 0; j < LK; j++)
       for (int d = 0; d < D; d++) {
         k[0][h][j][d] = 0.5f * (float)(d - 1);
@@ -49,7 +50,8 @@ static void check_backend(fattn_backend be) {
   for (int h = 0; h < H; h++)
     for (int d = 0; d < D; d++) {
       double mean = 0;
-      for (int j = 0; j < LK; j++) mean += v[0][h][j][d];
+      for (int j = 0; j < LK; j++)
+        mean += v[0][h][j][d];
       mean /= LK;
       EXPECT(fabs(out[0][h][2][d] - mean) <= TOL, "%s identical keys: out %g, mean %g", name,
              out[0][h][2][d], mean);
@@ -57,7 +59,8 @@ static void check_backend(fattn_backend be) {
   /* lse = s + log(Lk) where s is the common score. */
   {
     double s = 0;
-    for (int d = 0; d < D; d++) s += q[0][1][3][d] * k[0][1][0][d];
+    for (int d = 0; d < D; d++)
+      s += q[0][1][3][d] * k[0][1][0][d];
     s *= 0.5; /* 1/sqrt(4) */
     EXPECT(fabs(lse[0][1][3] - (s + log((double)LK))) <= 1e-5, "%s lse %g, expected %g", name,
            lse[0][1][3], s + log((double)LK));
@@ -69,7 +72,8 @@ static void check_backend(fattn_backend be) {
   EXPECT(run(be, &p, LQ, LK) == FATTN_SUCCESS, "%s", fattn_last_error());
   for (int i = 0; i < LQ; i++) {
     double mean = 0;
-    for (int j = 0; j <= i; j++) mean += v[0][0][j][1];
+    for (int j = 0; j <= i; j++)
+      mean += v[0][0][j][1];
     mean /= i + 1;
     EXPECT(fabs(out[0][0][i][1] - mean) <= TOL, "%s causal row %d: %g vs %g", name, i,
            out[0][0][i][1], mean);
@@ -101,8 +105,8 @@ static void check_backend(fattn_backend be) {
     const double w0 = 1.0 / (1.0 + exp(-2.0));
     for (int d = 0; d < D; d++) {
       const double want = w0 * v[0][0][0][d] + (1 - w0) * v[0][0][1][d];
-      EXPECT(fabs(out[0][0][0][d] - want) <= TOL, "%s two keys: %g vs %g", name,
-             out[0][0][0][d], want);
+      EXPECT(fabs(out[0][0][0][d] - want) <= TOL, "%s two keys: %g vs %g", name, out[0][0][0][d],
+             want);
     }
     EXPECT(fabs(lse[0][0][0] - (1.0 + log(1.0 + exp(-2.0)))) <= 1e-6, "%s two-key lse", name);
   }
@@ -111,15 +115,16 @@ static void check_backend(fattn_backend be) {
   fill();
   uint8_t m[LQ][LK];
   memset(m, 0, sizeof m);
-  for (int i = 0; i < LQ; i++) m[i][(i * 2) % LK] = 1;
+  for (int i = 0; i < LQ; i++)
+    m[i][(i * 2) % LK] = 1;
   fattn_tensor tm = fattn_tensor_contiguous(m, FATTN_U8, 1, 1, LQ, LK);
   tm.strides[0] = tm.strides[1] = 0;
   fattn_sdpa_params_init(&p);
   p.attn_mask = &tm;
   EXPECT(run(be, &p, LQ, LK) == FATTN_SUCCESS, "%s", fattn_last_error());
   for (int i = 0; i < LQ; i++)
-    EXPECT(fabs(out[0][1][i][3] - v[0][1][(i * 2) % LK][3]) <= TOL, "%s one-key mask row %d",
-           name, i);
+    EXPECT(fabs(out[0][1][i][3] - v[0][1][(i * 2) % LK][3]) <= TOL, "%s one-key mask row %d", name,
+           i);
   const int32_t zero = 0;
   fattn_sdpa_params_init(&p);
   p.kv_lens = &zero;
@@ -127,7 +132,8 @@ static void check_backend(fattn_backend be) {
   for (int h = 0; h < H; h++)
     for (int i = 0; i < LQ; i++) {
       EXPECT(lse[0][h][i] == -INFINITY, "%s kv_lens 0: lse %g", name, lse[0][h][i]);
-      for (int d = 0; d < D; d++) EXPECT(out[0][h][i][d] == 0.0f, "%s kv_lens 0: out", name);
+      for (int d = 0; d < D; d++)
+        EXPECT(out[0][h][i][d] == 0.0f, "%s kv_lens 0: out", name);
     }
   printf("%-10s closed forms checked\n", name);
 }
@@ -136,7 +142,8 @@ int main(void) {
   fattn_backend be[8];
   const int n = available_backends(be);
   check_backend(FATTN_BACKEND_REFERENCE);
-  for (int i = 0; i < n; i++) check_backend(be[i]);
+  for (int i = 0; i < n; i++)
+    check_backend(be[i]);
   printf("%d passed, %d failed\n", g_failures ? 0 : n + 1, g_failures ? 1 : 0);
   return g_failures != 0;
 }

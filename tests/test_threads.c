@@ -37,9 +37,12 @@ static data make(const shape *s) {
   d.q = malloc(nq * 4);
   d.k = malloc(nk * 4);
   d.v = malloc(nk * 4);
-  for (size_t i = 0; i < nq; i++) d.q[i] = (float)(2 * rng_uniform(&r) - 1);
-  for (size_t i = 0; i < nk; i++) d.k[i] = (float)(2 * rng_uniform(&r) - 1);
-  for (size_t i = 0; i < nk; i++) d.v[i] = (float)(2 * rng_uniform(&r) - 1);
+  for (size_t i = 0; i < nq; i++)
+    d.q[i] = (float)(2 * rng_uniform(&r) - 1);
+  for (size_t i = 0; i < nk; i++)
+    d.k[i] = (float)(2 * rng_uniform(&r) - 1);
+  for (size_t i = 0; i < nk; i++)
+    d.v[i] = (float)(2 * rng_uniform(&r) - 1);
   d.nout = (size_t)(s->B * s->H * s->Lq * s->D);
   d.nlse = (size_t)(s->B * s->H * s->Lq);
   return d;
@@ -114,8 +117,7 @@ int main(void) {
         fattn_context_destroy(ctx);
         checks++;
       }
-      printf("%-8s %-16s bitwise identical for 1..4 threads\n", fattn_backend_name(be[b]),
-             s->name);
+      printf("%-8s %-16s bitwise identical for 1..4 threads\n", fattn_backend_name(be[b]), s->name);
     }
     /* 6 threads at once: two per shape, on one shared context and on the default one */
     fattn_context *shared;
@@ -123,8 +125,9 @@ int main(void) {
     pthread_t th[6];
     job jobs[6];
     for (int i = 0; i < 6; i++) {
-      jobs[i] = (job){i % 2 ? shared : NULL, be[b], i % NSHAPES, 10, 0, &d[i % NSHAPES],
-                      want_out[i % NSHAPES], want_lse[i % NSHAPES]};
+      jobs[i] = (job){
+          i % 2 ? shared : NULL, be[b], i % NSHAPES, 10, 0, &d[i % NSHAPES], want_out[i % NSHAPES],
+          want_lse[i % NSHAPES]};
       pthread_create(&th[i], NULL, worker, &jobs[i]);
     }
     for (int i = 0; i < 6; i++) {

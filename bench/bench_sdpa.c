@@ -1,0 +1,219 @@
+/* fattn's benchmark: sdpa/<backend>/<shape>/threads:<n> over the named shapes
+ * P1..P6 (and any --shape), for every backend this machine runs.
+ *
+ * Our flags (the rest go to Google Benchmark, e.g. --benchmark_format=json,
+ * --benchmark_out=FILE, --benchmark_filter=REGEX, --benchmark_repetitions=N):
+ *   --shape B:H:Hkv:Lq:Lk:D[:causal]   add a shape (custom0, custom1, ...)
+ *   --backend NAME[,NAME]              only these backends (scalar, avx2, avx512,
+ *                                      neon, onednn, reference)
+ *   --threads N[,N]                    only these thread counts (default 1 and
+ *                                      all physical cores)
+ *   --all                              also run the scalar backend on the large
+ *                                      shapes (slow: minutes per benchmark)
+ * Counters: GFLOPS = useful FLOPs / s / 1e9 (4·B·H·Lq·Lk·D for non-causal shapes;
+ * causal shapes count only the (q, k) pairs that are not masked); GBps = bytes of
+ * q, k, v and out, each once, per second. All shapes run with warm caches. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fattn.h"
+#include "gbench_shim.h"
+
+#ifndef FATTN_GIT_COMMIT
+#define FATTN_GIT_COMMIT "unknown"
+#endif
+
+typedef struct shape {
+  char name[24];
+  int64_t B, H, Hkv, Lq, Lk, D;
+  int causal;
+} shape;
+
+typedef struct bench {
+  shape s;
+  fattn_backend be;
+  int threads;
+  char name[128];
+} bench;
+
+#define MAX_SHAPES 32
+#define MAX_BENCHES 512
+static shape shapes[MAX_SHAPES] = {
+    {"P1", 1, 8, 8, 64, 64, 64, 0},        {"P2", 4, 12, 12, 512, 512, 64, 0},
+    {"P3", 1, 32, 32, 2048, 2048, 128, 1}, {"P4", 1, 32, 8, 4096, 4096, 128, 1},
+    {"P5", 8, 32, 8, 1, 4096, 128, 0},     {"P6", 1, 8, 8, 8192, 8192, 64, 0},
+};
+static int nshapes = 6;
+static bench benches[MAX_BENCHES];
+static int nbenches;
+
+static double useful_flops(const shape *s) {
+  double pairs = 0;
+  if (!s->causal) {
+    pairs = (double)s->Lq * (double)s->Lk;
+  } else { /* top-left causal: row i attends min(i + 1, Lk) keys */
+    for (int64_t i = 0; i < s->Lq; i++)
+      pairs += (double)(i + 1 < s->Lk ? i + 1 : s->Lk);
+  }
+  return 4.0 * (double)(s->B * s->H) * pairs * (double)s->D;
+}
+
+static double bytes_moved(const shape *s) {
+  return 4.0 * (double)(2 * s->B * s->H * s->Lq * s->D + 2 * s->B * s->Hkv * s->Lk * s->D);
+}
+
+static float *random_buffer(int64_t n, unsigned seed) {
+  float *p = malloc((size_t)n * sizeof *p);
+  if (!p) return NULL;
+  for (int64_t i = 0; i < n; i++) {
+    seed = seed * 1664525u + 1013904223u;
+    p[i] = (float)(seed >> 8) / (float)(1u << 24) * 2.0f - 1.0f;
+  }
+  return p;
+}
+
+static void run_sdpa(gb_state *st, void *arg) {
+  const bench *b = arg;
+  const shape *s = &b->s;
+  float *q = random_buffer(s->B * s->H * s->Lq * s->D, 1);
+  float *k = random_buffer(s->B * s->Hkv * s->Lk * s->D, 2);
+  float *v = random_buffer(s->B * s->Hkv * s->Lk * s->D, 3);
+  float *o = malloc((size_t)(s->B * s->H * s->Lq * s->D) * sizeof *o);
+  fattn_context *ctx = NULL;
+  fattn_context_options opt;
+  fattn_context_options_init(&opt);
+  opt.num_threads = b->threads;
+  if (!q || !k || !v || !o || fattn_context_create(&opt, &ctx) != FATTN_SUCCESS) {
+    gb_skip(st, "out of memory or no context");
+    goto done;
+  }
+  fattn_tensor tq = fattn_tensor_contiguous(q, FATTN_F32, s->B, s->H, s->Lq, s->D);
+  fattn_tensor tk = fattn_tensor_contiguous(k, FATTN_F32, s->B, s->Hkv, s->Lk, s->D);
+  fattn_tensor tv = fattn_tensor_contiguous(v, FATTN_F32, s->B, s->Hkv, s->Lk, s->D);
+  fattn_tensor to = fattn_tensor_contiguous(o, FATTN_F32, s->B, s->H, s->Lq, s->D);
+  fattn_sdpa_params p;
+  fattn_sdpa_params_init(&p);
+  p.causal = s->causal ? FATTN_CAUSAL_TOP_LEFT : FATTN_CAUSAL_NONE;
+  p.backend = b->be;
+  if (fattn_sdpa(ctx, &tq, &tk, &tv, &to, &p) != FATTN_SUCCESS) { /* warm-up; workspace */
+    gb_skip(st, fattn_last_error());
+    goto done;
+  }
+  while (gb_keep_running(st))
+    fattn_sdpa(ctx, &tq, &tk, &tv, &to, &p);
+  gb_counter(st, "GFLOPS", useful_flops(s) / 1e9, 1);
+  gb_counter(st, "GBps", bytes_moved(s) / 1e9, 1);
+done:
+  fattn_context_destroy(ctx);
+  free(q), free(k), free(v), free(o);
+}
+
+static int in_list(const char *list, const char *item) {
+  if (!list) return 1;
+  const size_t n = strlen(item);
+  for (const char *p = list; (p = strstr(p, item)) != NULL; p += n)
+    if ((p == list || p[-1] == ',') && (p[n] == ',' || p[n] == '\0')) return 1;
+  return 0;
+}
+
+static int backend_runs(fattn_backend be) {
+  float x = 1, y = 0;
+  fattn_tensor t = fattn_tensor_contiguous(&x, FATTN_F32, 1, 1, 1, 1);
+  fattn_tensor o = fattn_tensor_contiguous(&y, FATTN_F32, 1, 1, 1, 1);
+  fattn_sdpa_params p;
+  fattn_sdpa_params_init(&p);
+  p.backend = be;
+  return fattn_sdpa(NULL, &t, &t, &t, &o, &p) == FATTN_SUCCESS;
+}
+
+int main(int argc, char **argv) {
+  const char *backend_list = NULL, *thread_list = NULL;
+  int all = 0, ncustom = 0, gargc = 0;
+  char **gargv = calloc((size_t)argc + 1, sizeof *gargv);
+  if (!gargv) return 1;
+  for (int i = 0; i < argc; i++) {
+    if (i > 0 && !strcmp(argv[i], "--all")) {
+      all = 1;
+    } else if (i > 0 && i + 1 < argc && !strcmp(argv[i], "--backend")) {
+      backend_list = argv[++i];
+    } else if (i > 0 && i + 1 < argc && !strcmp(argv[i], "--threads")) {
+      thread_list = argv[++i];
+    } else if (i > 0 && i + 1 < argc && !strcmp(argv[i], "--shape")) {
+      shape s = {{0}, 0, 0, 0, 0, 0, 0, 0};
+      long long v[7] = {0};
+      int n = sscanf(argv[++i], "%lld:%lld:%lld:%lld:%lld:%lld:%lld", &v[0], &v[1], &v[2], &v[3],
+                     &v[4], &v[5], &v[6]);
+      if (n < 6 || nshapes == MAX_SHAPES || v[0] < 1 || v[1] < 1 || v[2] < 1 || v[3] < 1 ||
+          v[4] < 1 || v[5] < 1 || v[1] % v[2]) {
+        fprintf(stderr, "--shape wants B:H:Hkv:Lq:Lk:D[:causal] with Hkv dividing H, got %s\n",
+                argv[i]);
+        return 2;
+      }
+      snprintf(s.name, sizeof s.name, "custom%d", ncustom++ % 1000);
+      s.B = v[0], s.H = v[1], s.Hkv = v[2], s.Lq = v[3], s.Lk = v[4], s.D = v[5];
+      s.causal = n == 7 && v[6] != 0;
+      shapes[nshapes++] = s;
+    } else {
+      gargv[gargc++] = argv[i];
+    }
+  }
+
+  fattn_runtime_info info;
+  if (fattn_get_runtime_info(NULL, &info) != FATTN_SUCCESS) {
+    fprintf(stderr, "fattn: %s\n", fattn_last_error());
+    return 1;
+  }
+  char buf[256];
+  gb_context("fattn_version", fattn_version());
+  gb_context("fattn_commit", FATTN_GIT_COMMIT);
+  gb_context("isa_detected", info.isa_detected);
+  gb_context("isa_best", fattn_backend_name(info.isa_best));
+  snprintf(buf, sizeof buf, "%d physical cores, %d logical CPUs, %d NUMA nodes",
+           info.physical_cores, info.logical_cpus, info.numa_nodes);
+  gb_context("cores", buf);
+  snprintf(buf, sizeof buf, "L1d %lld KiB, L2 %lld KiB, L3 %lld KiB",
+           (long long)info.l1d_bytes >> 10, (long long)info.l2_bytes >> 10,
+           (long long)info.l3_bytes >> 10);
+  gb_context("caches", buf);
+  gb_context("pinning", info.notes);
+  gb_context("onednn", info.has_onednn ? "compiled in" : "not built");
+
+  static const fattn_backend order[] = {FATTN_BACKEND_AVX512, FATTN_BACKEND_AVX2,
+                                        FATTN_BACKEND_NEON,   FATTN_BACKEND_ONEDNN,
+                                        FATTN_BACKEND_SCALAR, FATTN_BACKEND_REFERENCE};
+  /* Thread counts: --threads, else 1 and all physical cores. */
+  int threads[16], nthreads = 0;
+  if (thread_list) {
+    for (const char *p = thread_list; p && *p && nthreads < 16;
+         p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+      if (atoi(p) > 0) threads[nthreads++] = atoi(p);
+  } else {
+    threads[nthreads++] = 1;
+    if (info.physical_cores > 1) threads[nthreads++] = info.physical_cores;
+  }
+  for (int si = 0; si < nshapes; si++)
+    for (size_t bi = 0; bi < sizeof order / sizeof order[0]; bi++) {
+      const fattn_backend be = order[bi];
+      const char *bn = fattn_backend_name(be);
+      if (!in_list(backend_list, bn) || !backend_runs(be)) continue;
+      /* The slow baselines only on the small shapes unless asked for by name. */
+      const int slow = be == FATTN_BACKEND_SCALAR || be == FATTN_BACKEND_REFERENCE;
+      if (!backend_list &&
+          (be == FATTN_BACKEND_REFERENCE || (slow && !all && useful_flops(&shapes[si]) > 2e10)))
+        continue;
+      for (int ti = 0; ti < nthreads && nbenches < MAX_BENCHES; ti++) {
+        bench *b = &benches[nbenches++];
+        b->s = shapes[si];
+        b->be = be;
+        b->threads = threads[ti];
+        const int w = snprintf(b->name, sizeof b->name, "sdpa/%s/%s/threads:%d", bn,
+                               shapes[si].name, threads[ti]);
+        if (w < 0 || w >= (int)sizeof b->name) continue;
+        gb_register(b->name, run_sdpa, b);
+      }
+    }
+  const int rc = gb_run(gargc, gargv);
+  free(gargv);
+  return rc;
+}
