@@ -1,8 +1,10 @@
 /* The fused driver: FlashAttention-2 order over one kernel table.
  *
  * For each work unit (b, kv head hk, query positions [i0, i0+bq)) the rows are
- * (g, i) for the G query heads of hk's group. Keys stream in blocks of bn:
- * K (and V if strided) is packed once per block for all rows, then
+ * (g, i) for the G query heads of hk's group, so every K and V element read
+ * serves all heads of the group. Q is packed transposed (rows in vector lanes,
+ * see kernel.h) once per unit; K and V are read in place. Keys stream in
+ * blocks of bn:
  *   S = Q·Kᵀ  ->  mask / causal / kv_len on the tile  ->  online softmax  ->  O += P·V,
  * and O / l is written once at the end with lse = m + log l. Key blocks past
  * every row's limit are never touched (causal work is about half); the limit
@@ -19,7 +21,7 @@
 #include "internal.h"
 
 typedef struct unit_ws {
-  float *panel, *vpack, *q, *s, *o, *m, *l, *alpha;
+  float *qt, *st, *ot, *m, *l, *alpha;
 } unit_ws;
 
 static float *carve(char **p, int64_t floats) {
@@ -29,104 +31,92 @@ static float *carve(char **p, int64_t floats) {
 }
 
 static unit_ws layout(const fattn__problem *pb, const fattn__plan *plan, char *base) {
-  const int64_t rows = pb->G * plan->bm;
+  const int64_t rp = plan->rows_pad;
   unit_ws w;
   char *p = base; /* same order as fattn__make_plan's pieces */
-  w.panel = carve(&p, plan->panel_f);
-  w.vpack = carve(&p, plan->vpack_f);
-  w.q = carve(&p, rows * pb->D);
-  w.s = carve(&p, rows * plan->lds);
-  w.o = carve(&p, rows * pb->Dv);
-  w.m = carve(&p, rows);
-  w.l = carve(&p, rows);
-  w.alpha = carve(&p, rows);
+  w.qt = carve(&p, pb->D * rp);
+  w.st = carve(&p, plan->bn * rp);
+  w.ot = carve(&p, pb->Dv * rp);
+  w.m = carve(&p, rp);
+  w.l = carve(&p, rp);
+  w.alpha = carve(&p, rp);
   return w;
 }
 
-/* Adds the user's mask and the per-row key limit to the tile S[rows × n]. */
+/* Adds the user's mask and the per-row key limit to the tile St[n × rows]
+ * (row r of the unit is query head hk·G + r / bq, position i0 + r % bq). */
 static void mask_tile(const fattn__problem *pb, int64_t b, int64_t hk, int64_t i0, int64_t bq,
-                      int64_t j0, int64_t n, int limits, float *s, int64_t lds) {
+                      int64_t j0, int64_t n, int limits, float *st, int64_t lds) {
   const int64_t rows = pb->G * bq;
   for (int64_t r = 0; r < rows; r++) {
     const int64_t g = r / bq, i = i0 + r % bq, h = hk * pb->G + g;
-    float *sr = s + r * lds;
+    float *sr = st + r;
     if (pb->has_mask) {
-      const int64_t off = fattn__mask_row(pb, b, h, i) + j0 * pb->mask.s[3], st = pb->mask.s[3];
+      const int64_t off = fattn__mask_row(pb, b, h, i) + j0 * pb->mask.s[3], ms = pb->mask.s[3];
       if (pb->mask_dtype == FATTN_U8) {
         const uint8_t *mk = (const uint8_t *)pb->mask.base + off;
         for (int64_t j = 0; j < n; j++)
-          if (!mk[j * st]) sr[j] = -INFINITY;
+          if (!mk[j * ms]) sr[j * lds] = -INFINITY;
       } else {
         const float *mk = (const float *)pb->mask.base + off;
         for (int64_t j = 0; j < n; j++)
-          sr[j] += mk[j * st];
+          sr[j * lds] += mk[j * ms];
       }
     }
     if (limits) {
-      int64_t lim = fattn__row_limit(pb, b, i) - j0;
+      const int64_t lim = fattn__row_limit(pb, b, i) - j0;
       for (int64_t j = lim < 0 ? 0 : lim; j < n; j++)
-        sr[j] = -INFINITY;
+        sr[j * lds] = -INFINITY;
     }
   }
 }
 
 static void run_unit(const fattn__problem *pb, const fattn__kernel_table *t,
                      const fattn__plan *plan, const unit_ws *w, int64_t b, int64_t hk, int64_t i0) {
-  const int64_t G = pb->G, D = pb->D, Dv = pb->Dv, bn = plan->bn, lds = plan->lds;
+  const int64_t G = pb->G, D = pb->D, Dv = pb->Dv, bn = plan->bn, rp = plan->rows_pad;
   const int64_t bq = pb->Lq - i0 < plan->bm ? pb->Lq - i0 : plan->bm;
   const int64_t rows = G * bq;
   /* Row limits grow with i: the last row bounds the keys of the whole unit. */
   const int64_t jhi = fattn__row_limit(pb, b, i0 + bq - 1);
   const int64_t jlo_all = fattn__row_limit(pb, b, i0); /* keys below this: no row masked */
 
-  for (int64_t g = 0; g < G; g++) {
-    const int64_t h = hk * G + g;
-    for (int64_t r = 0; r < bq; r++) {
-      const float *src = fattn__ptr(&pb->q, b, h, i0 + r, 0);
-      float *dst = w->q + (g * bq + r) * D;
+  /* Qt[p][r] = scale · q[r][p]; padding rows are zero. */
+  for (int64_t r = 0; r < rp; r++) {
+    if (r >= rows) {
       for (int64_t p = 0; p < D; p++)
-        dst[p] = src[p * pb->q.s[3]] * pb->scale;
+        w->qt[p * rp + r] = 0.0f;
+      continue;
     }
+    const float *src = fattn__ptr(&pb->q, b, hk * G + r / bq, i0 + r % bq, 0);
+    for (int64_t p = 0; p < D; p++)
+      w->qt[p * rp + r] = src[p * pb->q.s[3]] * pb->scale;
   }
-  for (int64_t r = 0; r < rows; r++) {
+  for (int64_t r = 0; r < rp; r++) {
     w->m[r] = -INFINITY;
     w->l[r] = 0.0f;
   }
-  memset(w->o, 0, (size_t)(rows * Dv) * sizeof(float));
+  memset(w->ot, 0, (size_t)(Dv * rp) * sizeof(float));
 
   const float *kbase = fattn__ptr(&pb->k, b, hk, 0, 0);
   const float *vbase = fattn__ptr(&pb->v, b, hk, 0, 0);
   for (int64_t j0 = 0; j0 < jhi; j0 += bn) {
     const int64_t n = jhi - j0 < bn ? jhi - j0 : bn;
-    t->pack_k(n, D, kbase + j0 * pb->k.s[2], pb->k.s[2], pb->k.s[3], w->panel);
-    const float *vblk = vbase + j0 * pb->v.s[2];
-    int64_t ldv = pb->v.s[2];
-    if (plan->vpack_f) { /* non-unit inner stride: gather rows contiguously */
-      for (int64_t j = 0; j < n; j++)
-        for (int64_t c = 0; c < Dv; c++)
-          w->vpack[j * Dv + c] = vblk[j * ldv + c * pb->v.s[3]];
-      vblk = w->vpack;
-      ldv = Dv;
-    }
-    t->qk(rows, n, D, w->q, w->panel, w->s, lds);
+    t->qk(rp, n, D, w->qt, kbase + j0 * pb->k.s[2], pb->k.s[2], pb->k.s[3], w->st, rp);
     const int straddles = j0 + n > jlo_all;
-    if (pb->has_mask || straddles) mask_tile(pb, b, hk, i0, bq, j0, n, straddles, w->s, lds);
-    t->softmax(rows, n, w->s, lds, w->m, w->l, w->alpha);
-    t->pv(rows, n, Dv, w->s, lds, vblk, ldv, w->alpha, w->o, Dv);
+    if (pb->has_mask || straddles) mask_tile(pb, b, hk, i0, bq, j0, n, straddles, w->st, rp);
+    t->softmax(rp, n, w->st, rp, w->m, w->l, w->alpha);
+    t->pv(rp, n, Dv, w->st, rp, vbase + j0 * pb->v.s[2], pb->v.s[2], pb->v.s[3], w->alpha, w->ot,
+          rp);
   }
 
   for (int64_t r = 0; r < rows; r++) {
     const int64_t g = r / bq, i = i0 + r % bq, h = hk * G + g;
     float *orow = fattn__out_row(pb, b, h, i);
-    const float *acc = w->o + r * Dv;
     const int empty = w->l[r] == 0.0f; /* no key attended: m stayed -inf */
     const float inv = empty ? 0.0f : 1.0f / w->l[r];
-    if (pb->out.s[3] <= 1)
-      for (int64_t c = 0; c < Dv; c++)
-        orow[c] = acc[c] * inv;
-    else
-      for (int64_t c = 0; c < Dv; c++)
-        orow[c * pb->out.s[3]] = acc[c] * inv;
+    const int64_t so = pb->out.s[3];
+    for (int64_t c = 0; c < Dv; c++)
+      orow[c * so] = w->ot[c * rp + r] * inv;
     if (pb->has_lse) *fattn__lse_at(pb, b, h, i) = empty ? -INFINITY : w->m[r] + logf(w->l[r]);
   }
 }

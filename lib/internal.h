@@ -89,10 +89,9 @@ const fattn__topology *fattn__topology_get(void);
 /* ---- plan and workspace --------------------------------------------------------- */
 
 typedef struct fattn__plan {
-  int64_t bm, bn;  /* query rows and keys per block */
-  int64_t lds;     /* S row stride */
-  int64_t panel_f; /* floats of the per-thread K panel */
-  int64_t vpack_f; /* floats of the per-thread V copy (0 when V is used in place) */
+  int64_t bm;       /* query positions per unit (rows = G·bm) */
+  int64_t bn;       /* keys per block */
+  int64_t rows_pad; /* G·bm rounded up to the table's rw */
   int64_t per_thread_bytes;
   int nthreads;
 } fattn__plan;

@@ -1,21 +1,26 @@
 /* The micro-kernel contract: the only thing kernels/<isa>/ and the scalar table
  * implement, and the only way the driver reaches them. Private to fattn.
  *
- * Data the driver hands a table (all f32):
- *   Q block   m rows of d, contiguous (ldq = d), already multiplied by `scale`.
- *   K panel   keys in slabs of NR: slab s holds keys [s·NR, s·NR+NR) as d rows of
- *             NR floats (element (p, j) at p·NR + j); a partial last slab is padded
- *             with zeros. Keys [j0, ...) with j0 % NR == 0 start at panel + j0·d.
- *   S, P      m×n scores / probabilities, row stride lds (>= n, multiple of NR).
- *   V         n rows of dv, row stride ldv, contiguous within a row.
- *   O         m×dv unnormalised output accumulator, row stride ldo.
- * Rows of a block may belong to different query heads of one GQA group: the
- * kernels neither know nor care.
+ * Query rows live in vector lanes. A work unit has `rows` query rows (a
+ * multiple of the table's `rw`; the driver pads with zero rows), and every
+ * per-row quantity is stored row-contiguous so a vector holds rw rows:
  *
- * Every function handles any m <= the block rows, any n <= the block keys, any d
- * and dv (tails inside the kernel), reads no byte outside its operands (the K
- * panel's padding is inside the panel), allocates nothing and reads no global
- * state. Masks are applied by the driver to S between qk and softmax. */
+ *   Qt   d × rows     Qt[p·rows + r] = scale · q_r[p]   (packed by the driver)
+ *   K    n keys       key j, element p at k[j·ldk + p·sk]   (the caller's memory,
+ *                     any strides: read by scalar broadcast, never packed)
+ *   St   n × lds      St[j·lds + r] = score of row r, key j (lds >= rows,
+ *                     a multiple of rw); softmax overwrites it with P
+ *   V    n keys       key j, element c at v[j·ldv + c·sv] (caller's memory)
+ *   Ot   dv × ldo     Ot[c·ldo + r]: unnormalised output of row r (ldo >= rows)
+ *   m, l, alpha       rows floats each: running max, running sum, rescale
+ *
+ * So the online softmax is vertical (lane-wise max, exp and sum; no horizontal
+ * reductions), and the rescale of O is a lane-wise multiply. Rows of a unit may
+ * belong to different query heads of one GQA group: the kernels do not care.
+ *
+ * Every function handles any n >= 1, d >= 1, dv >= 1 (tails in the kernel),
+ * reads no byte outside its operands, allocates nothing and reads no global
+ * state. The driver applies masks to St between qk and softmax. */
 #ifndef FATTN_KERNEL_H
 #define FATTN_KERNEL_H
 
@@ -26,32 +31,33 @@
 typedef struct fattn__kernel_table {
   const char *name;      /* "avx512", "avx2", "neon", "scalar" */
   fattn_backend backend; /* FATTN_BACKEND_AVX512, ... */
-  int mr;                /* register-tile query rows */
-  int nr;                /* register-tile keys = K panel slab width */
+  int rw;                /* rows per vector: `rows` and `lds` are multiples of it */
+  int mr;                /* rows of the qk / pv register tiles (a multiple of rw) */
+  int nr;                /* keys of the qk register tile */
 
-  /* Pack keys [0, n) of one kv head (key j, element p at k[j·ldk + p·sk]) into
-   * the panel layout above; writes round_up(n, nr)·d floats. */
-  void (*pack_k)(int64_t n, int64_t d, const float *k, int64_t ldk, int64_t sk, float *panel);
+  /* St[j][r] = Σ_p Qt[p][r] · K[j][p] for j < n, r < rows. */
+  void (*qk)(int64_t rows, int64_t n, int64_t d, const float *qt, const float *k, int64_t ldk,
+             int64_t sk, float *st, int64_t lds);
 
-  /* S[m×n] = Q[m×d] · Kpanelᵀ. May also write columns [n, round_up(n, nr)) of
-   * S (scratch: lds leaves room for them); the other functions ignore them. */
-  void (*qk)(int64_t m, int64_t n, int64_t d, const float *q, const float *panel, float *s,
-             int64_t lds);
-
-  /* Online-softmax step on rows of S (masked entries are -inf):
-   *   m_new = max(mrow, max_j S);  alpha = exp(mrow - m_new);
-   *   S <- P = exp(S - m_new);     lrow = alpha·lrow + Σ_j P;  mrow <- m_new.
-   * A row whose m_new is -inf stays empty: P = 0, alpha = 1. */
-  void (*softmax)(int64_t m, int64_t n, float *s, int64_t lds, float *mrow, float *lrow,
+  /* Online-softmax step on St (masked entries are -inf), per row r:
+   *   m_new = max(m[r], max_j St[j][r]);  alpha[r] = exp(m[r] - m_new);
+   *   St[j][r] <- exp(St[j][r] - m_new);  l[r] = alpha[r]·l[r] + Σ_j St[j][r];
+   *   m[r] <- m_new.
+   * A row with m_new = -inf stays empty: P = 0, alpha = 1. */
+  void (*softmax)(int64_t rows, int64_t n, float *st, int64_t lds, float *m, float *l,
                   float *alpha);
 
-  /* O[m×dv] = alpha ⊙ O + P[m×n] · V[n×dv]. */
-  void (*pv)(int64_t m, int64_t n, int64_t dv, const float *p, int64_t ldp, const float *v,
-             int64_t ldv, const float *alpha, float *o, int64_t ldo);
+  /* Ot[c][r] = alpha[r] · Ot[c][r] + Σ_j V[j][c] · P[j][r] for c < dv. The
+   * rescale is skipped when every alpha is 1 (the max did not move). */
+  void (*pv)(int64_t rows, int64_t n, int64_t dv, const float *pt, int64_t lds, const float *v,
+             int64_t ldv, int64_t sv, const float *alpha, float *ot, int64_t ldo);
+
+  /* y[i] = exp(x[i]) with this table's vector exp (for its error test). */
+  void (*exp)(int64_t n, const float *x, float *y);
 } fattn__kernel_table;
 
-/* Tables compiled into this build (NULL where an ISA is not built). Each may
- * only be called once fattn__cpu_supports() says so. */
+/* Tables compiled into this build. Each may only be called once
+ * fattn__cpu_features() says the CPU runs it. */
 extern const fattn__kernel_table fattn__table_scalar;
 #if defined(FATTN_HAVE_AVX2_TABLE)
 extern const fattn__kernel_table fattn__table_avx2;

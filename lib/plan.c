@@ -1,16 +1,19 @@
 /* Block sizes and the per-thread workspace layout of the fused driver.
  *
  * A work unit is (batch, kv head, block of query positions). Its rows are the
- * G query heads of the kv head's group times `bq` positions, so one packed K/V
- * block serves all heads of a GQA group (decode with G = 8 gets 8 rows, not 1).
- * Keys stream in blocks of `bn`; the unit's working set per key block (K and V
- * blocks, the scores, Q and O of its rows) is sized to half of L2. */
+ * G query heads of the kv head's group times `bq` positions, so each K and V
+ * element read serves all heads of a GQA group (decode with G = 8 gets 8 rows,
+ * not 1). Keys stream in blocks of `bn`; the unit's working set per key block
+ * (K and V blocks, the scores, Qt and Ot of its rows) is sized to half of L2.
+ * Defaults when nothing reports cache sizes: topology.c (L2 1 MiB). */
 #include "internal.h"
 
-/* Target rows (G·bq) of one unit: enough that packing a K block (bn·d copies)
- * is small next to its use (rows·bn·d FMAs), small enough for L2. */
+/* Target rows (G·bq) of one unit: each K/V element loaded is used by this
+ * many rows (register tiles of 16-32 rows), while the causal waste on the
+ * diagonal (about bq/2 keys per row) stays small. */
 #define FATTN__TARGET_ROWS 64
 #define FATTN__MAX_BN 512
+#define FATTN__BN_STEP 16
 #define FATTN__MAX_USER_BN 8192
 #define FATTN__ALIGN 64
 
@@ -19,32 +22,29 @@ static int64_t align_bytes(int64_t floats) { return fattn__round_up(floats * 4, 
 fattn_status fattn__make_plan(const fattn__problem *pb, const fattn__kernel_table *t, int nthreads,
                               int64_t block_keys, int64_t block_queries,
                               const fattn__topology *topo, fattn__plan *plan) {
-  const int64_t mr = t->mr, nr = t->nr, dd = pb->D + pb->Dv;
+  const int64_t dd = pb->D + pb->Dv;
   int64_t bq = block_queries > 0 ? block_queries : FATTN__TARGET_ROWS / pb->G;
   if (bq < 1) bq = 1;
   if (bq > pb->Lq) bq = pb->Lq;
-  int64_t rows = pb->G * bq;
-  (void)mr; /* rows need not be a multiple of mr: kernels take any m */
+  const int64_t rows = fattn__round_up(pb->G * bq, t->rw);
 
-  /* bn: (rows + d + dv)·bn·4 + rows·(d + dv)·4 <= L2 / 2, as a multiple of nr. */
-  int64_t budget = topo->l2 / 2 - rows * dd * 4;
-  int64_t bn = budget > 0 ? budget / ((rows + dd) * 4) : nr;
+  /* bn: K and V blocks (read in place) plus the scores, (d + dv + rows)·bn·4,
+   * and the unit's Qt and Ot, rows·(d + dv)·4, within half of L2. */
+  const int64_t budget = topo->l2 / 2 - rows * dd * 4;
+  int64_t bn = budget > 0 ? budget / ((rows + dd) * 4) : FATTN__BN_STEP;
   if (bn > FATTN__MAX_BN) bn = FATTN__MAX_BN;
-  bn = bn / nr * nr;
-  if (block_keys > 0) /* the user's choice, bounded so workspace stays small */
-    bn = fattn__round_up(block_keys < FATTN__MAX_USER_BN ? block_keys : FATTN__MAX_USER_BN, nr);
-  if (bn < nr) bn = nr;
-  if (bn > fattn__round_up(pb->Lk, nr)) bn = fattn__round_up(pb->Lk, nr);
+  bn = bn / FATTN__BN_STEP * FATTN__BN_STEP;
+  if (block_keys > 0) /* the user's choice, bounded so the workspace stays small */
+    bn = block_keys < FATTN__MAX_USER_BN ? block_keys : FATTN__MAX_USER_BN;
+  if (bn < 1) bn = FATTN__BN_STEP;
+  if (bn > pb->Lk) bn = pb->Lk;
 
   plan->bm = bq;
   plan->bn = bn;
-  plan->lds = bn;
-  plan->panel_f = bn * pb->D; /* bn is a multiple of nr: whole slabs */
-  plan->vpack_f = pb->v.s[3] > 1 ? bn * pb->Dv : 0;
+  plan->rows_pad = rows;
   /* Each piece is bounded by rows, bn, D and Dv, which validation checked
    * against int64 (B·H·Lq·Lk·(D+Dv)·4 fits); the sum is checked here. */
-  const int64_t pieces[] = {plan->panel_f, plan->vpack_f, rows * pb->D, rows * plan->lds,
-                            rows * pb->Dv, rows,          rows,         rows};
+  const int64_t pieces[] = {rows * pb->D, rows * bn, rows * pb->Dv, rows, rows, rows};
   int64_t bytes = 0;
   for (size_t i = 0; i < sizeof pieces / sizeof pieces[0]; i++)
     if (pieces[i] > INT64_MAX / 8 || !fattn__add_ok(bytes, align_bytes(pieces[i]), &bytes))
@@ -52,7 +52,7 @@ fattn_status fattn__make_plan(const fattn__problem *pb, const fattn__kernel_tabl
                           (long long)pb->D, (long long)pb->Dv);
   plan->per_thread_bytes = bytes;
 
-  int64_t units = pb->B * pb->Hkv * ((pb->Lq + bq - 1) / bq);
+  const int64_t units = pb->B * pb->Hkv * ((pb->Lq + bq - 1) / bq);
   plan->nthreads = nthreads < 1 ? 1 : nthreads;
   if (units < plan->nthreads) plan->nthreads = (int)units;
   int64_t total;

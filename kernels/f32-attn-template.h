@@ -1,0 +1,234 @@
+/* f32 attention micro-kernels, written once for every x86 vector width.
+ *
+ * This file is a template: kernels/avx512/f32-attn-avx512.c and
+ * kernels/avx2/f32-attn-avx2.c include it after defining the vector type and
+ * operations below, the register-tile sizes and the table's name. The two
+ * tables differ only in vector width, tile sizes and the exp, so one source
+ * generates both (the layout and contract are in lib/kernel.h: query rows in
+ * vector lanes, K and V read in place by scalar broadcast).
+ *
+ * Required definitions:
+ *   FA_W                 floats per vector
+ *   fa_vec               the vector type
+ *   fa_zero() fa_load(p) fa_store(p, x)   (aligned to a vector: every workspace
+ *                                          operand is), fa_loadu(p) fa_storeu(p, x)
+ *   fa_bcast(p) fa_set1(f)
+ *   fa_fma(a, b, c) = a·b + c   fa_mul fa_add fa_sub fa_max
+ *   fa_exp(x)            the ISA's vector exp
+ *   fa_all_one(x)        nonzero when every lane of x is 1.0f
+ *   fa_sel_neginf(c, x, y)  y in the lanes where c is -inf, x elsewhere
+ *   FA_QK_RV, FA_QK_NJ   qk register tile: row vectors × keys
+ *   FA_PV_RV, FA_PV_CM   pv register tile: row vectors × output columns
+ *   FA_SUFFIX            e.g. avx512 (function and table names)
+ *   FA_BACKEND           FATTN_BACKEND_...
+ */
+#include <math.h>
+#include <string.h>
+
+#include "kernel.h"
+
+#define FA_CAT2(a, b) a##b
+#define FA_CAT(a, b) FA_CAT2(a, b)
+#define FA_FN(name) FA_CAT(FA_CAT(fattn_f32_, name), FA_CAT(_ukernel__, FA_SUFFIX))
+#define FA_INLINE static inline __attribute__((always_inline))
+
+/* ---- qk: St[j][r] = Σ_p Qt[p][r] · K[j][p] ------------------------------------ */
+
+/* One register tile: RV row vectors × NJ keys, the whole reduction over d. */
+FA_INLINE void qk_tile(const int RV, const int NJ, int64_t d, const float *qt, int64_t rows,
+                       const float *k, int64_t ldk, int64_t sk, float *st, int64_t lds) {
+  fa_vec acc[FA_QK_NJ][FA_QK_RV];
+#pragma GCC unroll 16
+  for (int jj = 0; jj < NJ; jj++)
+#pragma GCC unroll 8
+    for (int rv = 0; rv < RV; rv++)
+      acc[jj][rv] = fa_zero();
+  const float *kp = k, *qp = qt;
+  for (int64_t p = 0; p < d; p++, kp += sk, qp += rows) {
+    fa_vec q[FA_QK_RV];
+#pragma GCC unroll 8
+    for (int rv = 0; rv < RV; rv++)
+      q[rv] = fa_load(qp + rv * FA_W);
+#pragma GCC unroll 16
+    for (int jj = 0; jj < NJ; jj++) {
+      const fa_vec kb = fa_bcast(kp + jj * ldk);
+#pragma GCC unroll 8
+      for (int rv = 0; rv < RV; rv++)
+        acc[jj][rv] = fa_fma(q[rv], kb, acc[jj][rv]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int jj = 0; jj < NJ; jj++)
+#pragma GCC unroll 8
+    for (int rv = 0; rv < RV; rv++)
+      fa_store(st + jj * lds + rv * FA_W, acc[jj][rv]);
+}
+
+/* RV row vectors × all n keys: full tiles, then the last n % NJ keys one by one. */
+FA_INLINE void qk_rows(const int RV, int64_t n, int64_t d, const float *qt, int64_t rows,
+                       const float *k, int64_t ldk, int64_t sk, float *st, int64_t lds) {
+  int64_t j = 0;
+  for (; j + FA_QK_NJ <= n; j += FA_QK_NJ)
+    qk_tile(RV, FA_QK_NJ, d, qt, rows, k + j * ldk, ldk, sk, st + j * lds, lds);
+  for (; j < n; j++)
+    qk_tile(RV, 1, d, qt, rows, k + j * ldk, ldk, sk, st + j * lds, lds);
+}
+
+static void FA_FN(qk)(int64_t rows, int64_t n, int64_t d, const float *qt, const float *k,
+                      int64_t ldk, int64_t sk, float *st, int64_t lds) {
+  const int64_t nv = rows / FA_W;
+  for (int64_t v0 = 0; v0 < nv; v0 += FA_QK_RV) {
+    const float *q = qt + v0 * FA_W;
+    float *s = st + v0 * FA_W;
+    switch (nv - v0 < FA_QK_RV ? nv - v0 : FA_QK_RV) {
+    case FA_QK_RV: qk_rows(FA_QK_RV, n, d, q, rows, k, ldk, sk, s, lds); break;
+#if FA_QK_RV > 3
+    case 3: qk_rows(3, n, d, q, rows, k, ldk, sk, s, lds); break;
+#endif
+#if FA_QK_RV > 2
+    case 2: qk_rows(2, n, d, q, rows, k, ldk, sk, s, lds); break;
+#endif
+    default: qk_rows(1, n, d, q, rows, k, ldk, sk, s, lds); break;
+    }
+  }
+}
+
+/* ---- softmax: vertical online update, one row vector at a time ----------------- */
+
+static void FA_FN(softmax)(int64_t rows, int64_t n, float *st, int64_t lds, float *m, float *l,
+                           float *alpha) {
+  const fa_vec ninf = fa_set1(-INFINITY), one = fa_set1(1.0f);
+  for (int64_t r = 0; r < rows; r += FA_W) {
+    const fa_vec mo = fa_load(m + r);
+    /* four independent max chains */
+    fa_vec x0 = mo, x1 = ninf, x2 = ninf, x3 = ninf;
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+      x0 = fa_max(x0, fa_load(st + (j + 0) * lds + r));
+      x1 = fa_max(x1, fa_load(st + (j + 1) * lds + r));
+      x2 = fa_max(x2, fa_load(st + (j + 2) * lds + r));
+      x3 = fa_max(x3, fa_load(st + (j + 3) * lds + r));
+    }
+    for (; j < n; j++)
+      x0 = fa_max(x0, fa_load(st + j * lds + r));
+    const fa_vec mx = fa_max(fa_max(x0, x1), fa_max(x2, x3));
+    /* rows with nothing to attend yet: base 0 makes P = exp(-inf) = 0, alpha 1 */
+    const fa_vec base = fa_sel_neginf(mx, mx, fa_zero());
+    const fa_vec a = fa_sel_neginf(mx, fa_exp(fa_sub(mo, base)), one);
+    fa_vec s0 = fa_zero(), s1 = fa_zero();
+    j = 0;
+    for (; j + 2 <= n; j += 2) {
+      const fa_vec p0 = fa_exp(fa_sub(fa_load(st + j * lds + r), base));
+      const fa_vec p1 = fa_exp(fa_sub(fa_load(st + (j + 1) * lds + r), base));
+      fa_store(st + j * lds + r, p0);
+      fa_store(st + (j + 1) * lds + r, p1);
+      s0 = fa_add(s0, p0);
+      s1 = fa_add(s1, p1);
+    }
+    for (; j < n; j++) {
+      const fa_vec p0 = fa_exp(fa_sub(fa_load(st + j * lds + r), base));
+      fa_store(st + j * lds + r, p0);
+      s0 = fa_add(s0, p0);
+    }
+    fa_store(l + r, fa_fma(fa_load(l + r), a, fa_add(s0, s1)));
+    fa_store(m + r, mx);
+    fa_store(alpha + r, a);
+  }
+}
+
+/* ---- pv: Ot[c][r] = alpha[r]·Ot[c][r] + Σ_j V[j][c] · P[j][r] ----------------------- */
+
+FA_INLINE void pv_tile(const int RV, const int CM, int64_t n, const float *pt, int64_t lds,
+                       const float *v, int64_t ldv, int64_t sv, const float *alpha, int moved,
+                       float *ot, int64_t ldo) {
+  fa_vec acc[FA_PV_CM][FA_PV_RV];
+#pragma GCC unroll 16
+  for (int cc = 0; cc < CM; cc++)
+#pragma GCC unroll 8
+    for (int rv = 0; rv < RV; rv++) {
+      acc[cc][rv] = fa_load(ot + cc * ldo + rv * FA_W);
+      if (moved) acc[cc][rv] = fa_mul(acc[cc][rv], fa_load(alpha + rv * FA_W));
+    }
+  const float *vj = v, *pj = pt;
+  for (int64_t j = 0; j < n; j++, vj += ldv, pj += lds) {
+    fa_vec p[FA_PV_RV];
+#pragma GCC unroll 8
+    for (int rv = 0; rv < RV; rv++)
+      p[rv] = fa_load(pj + rv * FA_W);
+#pragma GCC unroll 16
+    for (int cc = 0; cc < CM; cc++) {
+      const fa_vec vb = fa_bcast(vj + cc * sv);
+#pragma GCC unroll 8
+      for (int rv = 0; rv < RV; rv++)
+        acc[cc][rv] = fa_fma(p[rv], vb, acc[cc][rv]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int cc = 0; cc < CM; cc++)
+#pragma GCC unroll 8
+    for (int rv = 0; rv < RV; rv++)
+      fa_store(ot + cc * ldo + rv * FA_W, acc[cc][rv]);
+}
+
+FA_INLINE void pv_rows(const int RV, int64_t n, int64_t dv, const float *pt, int64_t lds,
+                       const float *v, int64_t ldv, int64_t sv, const float *alpha, float *ot,
+                       int64_t ldo) {
+  int moved = 0;
+  for (int rv = 0; rv < RV; rv++)
+    moved |= !fa_all_one(fa_load(alpha + rv * FA_W));
+  int64_t c = 0;
+  for (; c + FA_PV_CM <= dv; c += FA_PV_CM)
+    pv_tile(RV, FA_PV_CM, n, pt, lds, v + c * sv, ldv, sv, alpha, moved, ot + c * ldo, ldo);
+  for (; c < dv; c++)
+    pv_tile(RV, 1, n, pt, lds, v + c * sv, ldv, sv, alpha, moved, ot + c * ldo, ldo);
+}
+
+static void FA_FN(pv)(int64_t rows, int64_t n, int64_t dv, const float *pt, int64_t lds,
+                      const float *v, int64_t ldv, int64_t sv, const float *alpha, float *ot,
+                      int64_t ldo) {
+  const int64_t nv = rows / FA_W;
+  for (int64_t v0 = 0; v0 < nv; v0 += FA_PV_RV) {
+    const float *p = pt + v0 * FA_W, *a = alpha + v0 * FA_W;
+    float *o = ot + v0 * FA_W;
+    switch (nv - v0 < FA_PV_RV ? nv - v0 : FA_PV_RV) {
+    case FA_PV_RV: pv_rows(FA_PV_RV, n, dv, p, lds, v, ldv, sv, a, o, ldo); break;
+#if FA_PV_RV > 3
+    case 3: pv_rows(3, n, dv, p, lds, v, ldv, sv, a, o, ldo); break;
+#endif
+#if FA_PV_RV > 2
+    case 2: pv_rows(2, n, dv, p, lds, v, ldv, sv, a, o, ldo); break;
+#endif
+    default: pv_rows(1, n, dv, p, lds, v, ldv, sv, a, o, ldo); break;
+    }
+  }
+}
+
+/* ---- exp over an array (for the error test) --------------------------------------- */
+
+static void FA_FN(exp)(int64_t n, const float *x, float *y) {
+  int64_t i = 0;
+  for (; i + FA_W <= n; i += FA_W)
+    fa_storeu(y + i, fa_exp(fa_loadu(x + i)));
+  if (i < n) { /* the tail through a local buffer: no access past x[n-1] or y[n-1] */
+    float buf[FA_W] = {0};
+    memcpy(buf, x + i, (size_t)(n - i) * sizeof(float));
+    fa_storeu(buf, fa_exp(fa_loadu(buf)));
+    memcpy(y + i, buf, (size_t)(n - i) * sizeof(float));
+  }
+}
+
+#define FA_TABLE FA_CAT(fattn__table_, FA_SUFFIX)
+#define FA_STR2(x) #x
+#define FA_STR(x) FA_STR2(x)
+
+const fattn__kernel_table FA_TABLE = {
+    .name = FA_STR(FA_SUFFIX),
+    .backend = FA_BACKEND,
+    .rw = FA_W,
+    .mr = FA_QK_RV * FA_W,
+    .nr = FA_QK_NJ,
+    .qk = FA_FN(qk),
+    .softmax = FA_FN(softmax),
+    .pv = FA_FN(pv),
+    .exp = FA_FN(exp),
+};
