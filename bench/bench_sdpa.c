@@ -10,15 +10,19 @@
  *                                      all physical cores)
  *   --all                              also run the scalar backend on the large
  *                                      shapes (slow: minutes per benchmark)
+ *   --block-keys N, --block-queries N  override the plan's block sizes (tuning)
  * Counters: GFLOPS = useful FLOPs / s / 1e9 (4·B·H·Lq·Lk·D for non-causal shapes;
  * causal shapes count only the (q, k) pairs that are not masked); GBps = bytes of
  * q, k, v and out, each once, per second. All shapes run with warm caches. */
+#define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "fattn.h"
 #include "gbench_shim.h"
+#include "peak.h"
 
 #ifndef FATTN_GIT_COMMIT
 #define FATTN_GIT_COMMIT "unknown"
@@ -34,6 +38,7 @@ typedef struct bench {
   shape s;
   fattn_backend be;
   int threads;
+  double peak; /* GFLOP/s the pct_peak counter divides by (0: none) */
   char name[128];
 } bench;
 
@@ -47,6 +52,13 @@ static shape shapes[MAX_SHAPES] = {
 static int nshapes = 6;
 static bench benches[MAX_BENCHES];
 static int nbenches;
+static int64_t g_block_keys, g_block_queries; /* --block-keys / --block-queries, 0 = plan's */
+
+static double bench_now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
 
 static double useful_flops(const shape *s) {
   double pairs = 0;
@@ -84,6 +96,8 @@ static void run_sdpa(gb_state *st, void *arg) {
   fattn_context_options opt;
   fattn_context_options_init(&opt);
   opt.num_threads = b->threads;
+  opt.block_keys = g_block_keys;
+  opt.block_queries = g_block_queries;
   if (!q || !k || !v || !o || fattn_context_create(&opt, &ctx) != FATTN_SUCCESS) {
     gb_skip(st, "out of memory or no context");
     goto done;
@@ -100,13 +114,39 @@ static void run_sdpa(gb_state *st, void *arg) {
     gb_skip(st, fattn_last_error());
     goto done;
   }
-  while (gb_keep_running(st))
+  /* Timed here as well as by Google Benchmark, so that the counters are plain
+   * numbers (GFLOPS, GBps, pct_peak) rather than per-second rates. */
+  int64_t iters = 0;
+  const double t0 = bench_now();
+  while (gb_keep_running(st)) {
     fattn_sdpa(ctx, &tq, &tk, &tv, &to, &p);
-  gb_counter(st, "GFLOPS", useful_flops(s) / 1e9, 1);
-  gb_counter(st, "GBps", bytes_moved(s) / 1e9, 1);
+    iters++;
+  }
+  const double secs = bench_now() - t0;
+  if (iters > 0 && secs > 0) {
+    const double gflops = useful_flops(s) * (double)iters / secs / 1e9;
+    gb_counter(st, "GFLOPS", gflops, 0);
+    gb_counter(st, "GBps", bytes_moved(s) * (double)iters / secs / 1e9, 0);
+    if (b->peak > 0) gb_counter(st, "pct_peak", 100.0 * gflops / b->peak, 0);
+  }
 done:
   fattn_context_destroy(ctx);
   free(q), free(k), free(v), free(o);
+}
+
+typedef struct probe {
+  const char *isa; /* NULL: read bandwidth */
+  int threads;
+  int64_t llc;
+  char name[64];
+} probe;
+
+static void run_probe(gb_state *st, void *arg) {
+  const probe *p = arg;
+  double rate = 0;
+  while (gb_keep_running(st))
+    rate = p->isa ? peak_fma_gflops(p->isa, p->threads) : peak_read_gbps(p->threads, p->llc);
+  gb_counter(st, p->isa ? "GFLOPS" : "GBps", rate, 0);
 }
 
 static int in_list(const char *list, const char *item) {
@@ -137,6 +177,10 @@ int main(int argc, char **argv) {
       all = 1;
     } else if (i > 0 && i + 1 < argc && !strcmp(argv[i], "--backend")) {
       backend_list = argv[++i];
+    } else if (i > 0 && i + 1 < argc && !strcmp(argv[i], "--block-keys")) {
+      g_block_keys = atoll(argv[++i]);
+    } else if (i > 0 && i + 1 < argc && !strcmp(argv[i], "--block-queries")) {
+      g_block_queries = atoll(argv[++i]);
     } else if (i > 0 && i + 1 < argc && !strcmp(argv[i], "--threads")) {
       thread_list = argv[++i];
     } else if (i > 0 && i + 1 < argc && !strcmp(argv[i], "--shape")) {
@@ -192,6 +236,33 @@ int main(int argc, char **argv) {
     threads[nthreads++] = 1;
     if (info.physical_cores > 1) threads[nthreads++] = info.physical_cores;
   }
+  /* The machine's limits, measured now: the FMA peak of each ISA here at each
+   * thread count (pct_peak divides by the one of the table that ran; the
+   * scalar and oneDNN backends by the best ISA's), and read bandwidth. */
+  static const char *isas[] = {"avx512", "avx2"};
+  static probe probes[16];
+  int nprobes = 0;
+  double peaks[2][16] = {{0}};
+  for (int ti = 0; ti < nthreads; ti++) {
+    for (int ii = 0; ii < 2; ii++) {
+      peaks[ii][ti] = peak_fma_gflops(isas[ii], threads[ti]);
+      if (peaks[ii][ti] > 0 && nprobes < 16) {
+        probe *p = &probes[nprobes++];
+        p->isa = isas[ii];
+        p->threads = threads[ti];
+        snprintf(p->name, sizeof p->name, "peak/%s/threads:%d", isas[ii], threads[ti]);
+        gb_register(p->name, run_probe, p);
+      }
+    }
+    if (nprobes < 16) {
+      probe *p = &probes[nprobes++];
+      p->isa = NULL;
+      p->threads = threads[ti];
+      p->llc = info.l3_bytes;
+      snprintf(p->name, sizeof p->name, "stream/threads:%d", threads[ti]);
+      gb_register(p->name, run_probe, p);
+    }
+  }
   for (int si = 0; si < nshapes; si++)
     for (size_t bi = 0; bi < sizeof order / sizeof order[0]; bi++) {
       const fattn_backend be = order[bi];
@@ -207,6 +278,9 @@ int main(int argc, char **argv) {
         b->s = shapes[si];
         b->be = be;
         b->threads = threads[ti];
+        b->peak = be == FATTN_BACKEND_AVX2 ? peaks[1][ti]
+                  : peaks[0][ti] > 0       ? peaks[0][ti]
+                                           : peaks[1][ti];
         const int w = snprintf(b->name, sizeof b->name, "sdpa/%s/%s/threads:%d", bn,
                                shapes[si].name, threads[ti]);
         if (w < 0 || w >= (int)sizeof b->name) continue;
