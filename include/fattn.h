@@ -137,6 +137,15 @@ FATTN_API fattn_status fattn_sdpa(fattn_context *ctx, const fattn_tensor *q, con
                                   const fattn_tensor *v, const fattn_tensor *out,
                                   const fattn_sdpa_params *params);
 
+/* Bytes of workspace fattn_sdpa would use for these arguments on this
+ * context (all threads together; the arguments are validated as by fattn_sdpa
+ * but no data is read). Independent of Lq·Lk: it grows with head_dim and the
+ * block sizes only. 0 for the reference and oneDNN backends. */
+FATTN_API fattn_status fattn_sdpa_workspace_size(fattn_context *ctx, const fattn_tensor *q,
+                                                 const fattn_tensor *k, const fattn_tensor *v,
+                                                 const fattn_tensor *out,
+                                                 const fattn_sdpa_params *params, size_t *bytes);
+
 #define FATTN_ISA_STRING_MAX 64
 
 typedef struct fattn_runtime_info {

@@ -203,6 +203,76 @@ static void FA_FN(pv)(int64_t rows, int64_t n, int64_t dv, const float *pt, int6
   }
 }
 
+/* ---- pack_q / store_o: 8×8 transposes (AVX, present in every x86 table) ---------- */
+
+FA_INLINE void transpose8(__m256 *x) {
+  const __m256 t0 = _mm256_unpacklo_ps(x[0], x[1]), t1 = _mm256_unpackhi_ps(x[0], x[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(x[2], x[3]), t3 = _mm256_unpackhi_ps(x[2], x[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(x[4], x[5]), t5 = _mm256_unpackhi_ps(x[4], x[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(x[6], x[7]), t7 = _mm256_unpackhi_ps(x[6], x[7]);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 u4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+  x[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+  x[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+  x[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+  x[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+  x[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+  x[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+  x[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+  x[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+static void FA_FN(pack_q)(int64_t m, int64_t d, const float *src, int64_t lds, float scale,
+                          float *qt, int64_t ldq) {
+  const __m256 sc = _mm256_set1_ps(scale);
+  int64_t r = 0;
+  for (; r + 8 <= m; r += 8) {
+    int64_t p = 0;
+    for (; p + 8 <= d; p += 8) {
+      __m256 x[8];
+      for (int i = 0; i < 8; i++)
+        x[i] = _mm256_loadu_ps(src + (r + i) * lds + p);
+      transpose8(x);
+      for (int i = 0; i < 8; i++)
+        _mm256_storeu_ps(qt + (p + i) * ldq + r, _mm256_mul_ps(x[i], sc));
+    }
+    for (; p < d; p++)
+      for (int i = 0; i < 8; i++)
+        qt[p * ldq + r + i] = scale * src[(r + i) * lds + p];
+  }
+  for (; r < m; r++)
+    for (int64_t p = 0; p < d; p++)
+      qt[p * ldq + r] = scale * src[r * lds + p];
+}
+
+static void FA_FN(store_o)(int64_t m, int64_t dv, const float *ot, int64_t ldo, const float *inv,
+                           float *dst, int64_t ldd) {
+  int64_t r = 0;
+  for (; r + 8 <= m; r += 8) {
+    int64_t c = 0;
+    for (; c + 8 <= dv; c += 8) {
+      __m256 x[8];
+      for (int i = 0; i < 8; i++)
+        x[i] = _mm256_loadu_ps(ot + (c + i) * ldo + r);
+      transpose8(x);
+      for (int i = 0; i < 8; i++)
+        _mm256_storeu_ps(dst + (r + i) * ldd + c, _mm256_mul_ps(x[i], _mm256_set1_ps(inv[r + i])));
+    }
+    for (; c < dv; c++)
+      for (int i = 0; i < 8; i++)
+        dst[(r + i) * ldd + c] = ot[c * ldo + r + i] * inv[r + i];
+  }
+  for (; r < m; r++)
+    for (int64_t c = 0; c < dv; c++)
+      dst[r * ldd + c] = ot[c * ldo + r] * inv[r];
+}
+
 /* ---- exp over an array (for the error test) --------------------------------------- */
 
 static void FA_FN(exp)(int64_t n, const float *x, float *y) {
@@ -230,5 +300,7 @@ const fattn__kernel_table FA_TABLE = {
     .qk = FA_FN(qk),
     .softmax = FA_FN(softmax),
     .pv = FA_FN(pv),
+    .pack_q = FA_FN(pack_q),
+    .store_o = FA_FN(store_o),
     .exp = FA_FN(exp),
 };

@@ -15,35 +15,60 @@ static int threads_for_call(const fattn_context *c) {
   return c->num_threads;
 }
 
-fattn_status fattn_sdpa(fattn_context *ctx, const fattn_tensor *q, const fattn_tensor *k,
-                        const fattn_tensor *v, const fattn_tensor *out,
-                        const fattn_sdpa_params *params) {
-  fattn__problem pb;
-  fattn_status st = fattn__validate(q, k, v, out, params, &pb);
+/* Validates, resolves the context and picks the fused table (NULL with
+ * SUCCESS for the reference and oneDNN backends), then plans. */
+static fattn_status prepare(fattn_context *ctx, const fattn_tensor *q, const fattn_tensor *k,
+                            const fattn_tensor *v, const fattn_tensor *out,
+                            const fattn_sdpa_params *params, fattn__problem *pb, fattn_context **c,
+                            const fattn__kernel_table **t, fattn__plan *plan) {
+  fattn_status st = fattn__validate(q, k, v, out, params, pb);
   if (st != FATTN_SUCCESS) return st;
-  fattn_context *c;
-  if ((st = fattn__context_resolve(ctx, &c)) != FATTN_SUCCESS) return st;
-
-  const fattn__kernel_table *t = NULL;
+  if ((st = fattn__context_resolve(ctx, c)) != FATTN_SUCCESS) return st;
+  *t = NULL;
   switch (params->backend) {
-  case FATTN_BACKEND_REFERENCE: return fattn__reference_run(&pb);
-  case FATTN_BACKEND_ONEDNN:
-    return fattn__error(FATTN_ERROR_UNSUPPORTED,
-                        "the oneDNN baseline backend is not available in fattn %s",
-                        fattn_version());
-  case FATTN_BACKEND_AUTO: t = c->table; break;
+  case FATTN_BACKEND_REFERENCE:
+  case FATTN_BACKEND_ONEDNN: return FATTN_SUCCESS;
+  case FATTN_BACKEND_AUTO: *t = (*c)->table; break;
   case FATTN_BACKEND_SCALAR:
   case FATTN_BACKEND_AVX2:
   case FATTN_BACKEND_AVX512:
   case FATTN_BACKEND_NEON:
-    if (!(t = fattn__table_for(params->backend, &st))) return st;
+    if (!(*t = fattn__table_for(params->backend, &st))) return st;
     break;
   }
+  return fattn__make_plan(pb, *t, threads_for_call(*c), (*c)->block_keys, (*c)->block_queries,
+                          fattn__topology_get(), plan);
+}
 
+fattn_status fattn_sdpa_workspace_size(fattn_context *ctx, const fattn_tensor *q,
+                                       const fattn_tensor *k, const fattn_tensor *v,
+                                       const fattn_tensor *out, const fattn_sdpa_params *params,
+                                       size_t *bytes) {
+  if (!bytes) return fattn__error(FATTN_ERROR_INVALID_ARGUMENT, "bytes is NULL");
+  fattn__problem pb;
+  fattn_context *c;
+  const fattn__kernel_table *t;
   fattn__plan plan;
-  if ((st = fattn__make_plan(&pb, t, threads_for_call(c), c->block_keys, c->block_queries,
-                             fattn__topology_get(), &plan)) != FATTN_SUCCESS)
-    return st;
+  fattn_status st = prepare(ctx, q, k, v, out, params, &pb, &c, &t, &plan);
+  if (st != FATTN_SUCCESS) return st;
+  *bytes = t ? (size_t)plan.per_thread_bytes * (size_t)plan.nthreads : 0;
+  return FATTN_SUCCESS;
+}
+
+fattn_status fattn_sdpa(fattn_context *ctx, const fattn_tensor *q, const fattn_tensor *k,
+                        const fattn_tensor *v, const fattn_tensor *out,
+                        const fattn_sdpa_params *params) {
+  fattn__problem pb;
+  fattn_context *c;
+  const fattn__kernel_table *t;
+  fattn__plan plan;
+  fattn_status st = prepare(ctx, q, k, v, out, params, &pb, &c, &t, &plan);
+  if (st != FATTN_SUCCESS) return st;
+  if (params->backend == FATTN_BACKEND_REFERENCE) return fattn__reference_run(&pb);
+  if (params->backend == FATTN_BACKEND_ONEDNN)
+    return fattn__error(FATTN_ERROR_UNSUPPORTED,
+                        "the oneDNN baseline backend is not available in fattn %s",
+                        fattn_version());
   int slot;
   void *ws;
   const size_t bytes = (size_t)plan.per_thread_bytes * (size_t)plan.nthreads;

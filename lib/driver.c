@@ -80,17 +80,20 @@ static void run_unit(const fattn__problem *pb, const fattn__kernel_table *t,
   const int64_t jhi = fattn__row_limit(pb, b, i0 + bq - 1);
   const int64_t jlo_all = fattn__row_limit(pb, b, i0); /* keys below this: no row masked */
 
-  /* Qt[p][r] = scale · q[r][p]; padding rows are zero. */
-  for (int64_t r = 0; r < rp; r++) {
-    if (r >= rows) {
-      for (int64_t p = 0; p < D; p++)
-        w->qt[p * rp + r] = 0.0f;
-      continue;
+  /* Qt[p][r] = scale · q[r][p], head by head; padding rows are zero. */
+  for (int64_t g = 0; g < G; g++) {
+    const float *src = fattn__ptr(&pb->q, b, hk * G + g, i0, 0);
+    if (pb->q.s[3] <= 1) {
+      t->pack_q(bq, D, src, pb->q.s[2], pb->scale, w->qt + g * bq, rp);
+    } else {
+      for (int64_t r = 0; r < bq; r++)
+        for (int64_t p = 0; p < D; p++)
+          w->qt[p * rp + g * bq + r] = src[r * pb->q.s[2] + p * pb->q.s[3]] * pb->scale;
     }
-    const float *src = fattn__ptr(&pb->q, b, hk * G + r / bq, i0 + r % bq, 0);
-    for (int64_t p = 0; p < D; p++)
-      w->qt[p * rp + r] = src[p * pb->q.s[3]] * pb->scale;
   }
+  for (int64_t p = 0; p < D; p++)
+    for (int64_t r = rows; r < rp; r++)
+      w->qt[p * rp + r] = 0.0f;
   for (int64_t r = 0; r < rp; r++) {
     w->m[r] = -INFINITY;
     w->l[r] = 0.0f;
@@ -109,15 +112,25 @@ static void run_unit(const fattn__problem *pb, const fattn__kernel_table *t,
           rp);
   }
 
-  for (int64_t r = 0; r < rows; r++) {
-    const int64_t g = r / bq, i = i0 + r % bq, h = hk * G + g;
-    float *orow = fattn__out_row(pb, b, h, i);
-    const int empty = w->l[r] == 0.0f; /* no key attended: m stayed -inf */
-    const float inv = empty ? 0.0f : 1.0f / w->l[r];
-    const int64_t so = pb->out.s[3];
-    for (int64_t c = 0; c < Dv; c++)
-      orow[c * so] = w->ot[c * rp + r] * inv;
-    if (pb->has_lse) *fattn__lse_at(pb, b, h, i) = empty ? -INFINITY : w->m[r] + logf(w->l[r]);
+  /* O / l back to row-major `out` (alpha is free now: it holds 1 / l). */
+  float *inv = w->alpha;
+  for (int64_t r = 0; r < rows; r++)
+    inv[r] = w->l[r] == 0.0f ? 0.0f : 1.0f / w->l[r];
+  for (int64_t g = 0; g < G; g++) {
+    const int64_t h = hk * G + g;
+    float *dst = fattn__out_row(pb, b, h, i0);
+    if (pb->out.s[3] <= 1) {
+      t->store_o(bq, Dv, w->ot + g * bq, rp, inv + g * bq, dst, pb->out.s[2]);
+    } else {
+      for (int64_t r = 0; r < bq; r++)
+        for (int64_t c = 0; c < Dv; c++)
+          dst[r * pb->out.s[2] + c * pb->out.s[3]] = w->ot[c * rp + g * bq + r] * inv[g * bq + r];
+    }
+    if (pb->has_lse)
+      for (int64_t r = 0; r < bq; r++) {
+        const float l = w->l[g * bq + r]; /* l = 0: no key attended, m stayed -inf */
+        *fattn__lse_at(pb, b, h, i0 + r) = l == 0.0f ? -INFINITY : w->m[g * bq + r] + logf(l);
+      }
   }
 }
 

@@ -52,6 +52,17 @@ typedef struct fattn__kernel_table {
   void (*pv)(int64_t rows, int64_t n, int64_t dv, const float *pt, int64_t lds, const float *v,
              int64_t ldv, int64_t sv, const float *alpha, float *ot, int64_t ldo);
 
+  /* Qt[p·ldq + r] = scale · src[r·lds + p] for r < m, p < d (src rows
+   * contiguous). The driver packs each query head's rows with it; qt need not
+   * be vector-aligned (a head's rows may start mid-vector). */
+  void (*pack_q)(int64_t m, int64_t d, const float *src, int64_t lds, float scale, float *qt,
+                 int64_t ldq);
+
+  /* dst[r·ldd + c] = Ot[c·ldo + r] · inv[r] for r < m, c < dv (dst rows
+   * contiguous): the final O / l, back in row-major order. */
+  void (*store_o)(int64_t m, int64_t dv, const float *ot, int64_t ldo, const float *inv, float *dst,
+                  int64_t ldd);
+
   /* y[i] = exp(x[i]) with this table's vector exp (for its error test). */
   void (*exp)(int64_t n, const float *x, float *y);
 } fattn__kernel_table;

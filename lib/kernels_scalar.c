@@ -67,6 +67,20 @@ static void pv_scalar(int64_t rows, int64_t n, int64_t dv, const float *pt, int6
   }
 }
 
+static void pack_q_scalar(int64_t m, int64_t d, const float *src, int64_t lds, float scale,
+                          float *qt, int64_t ldq) {
+  for (int64_t r = 0; r < m; r++)
+    for (int64_t p = 0; p < d; p++)
+      qt[p * ldq + r] = scale * src[r * lds + p];
+}
+
+static void store_o_scalar(int64_t m, int64_t dv, const float *ot, int64_t ldo, const float *inv,
+                           float *dst, int64_t ldd) {
+  for (int64_t r = 0; r < m; r++)
+    for (int64_t c = 0; c < dv; c++)
+      dst[r * ldd + c] = ot[c * ldo + r] * inv[r];
+}
+
 static void exp_scalar(int64_t n, const float *x, float *y) {
   for (int64_t i = 0; i < n; i++)
     y[i] = expf(x[i]);
@@ -81,5 +95,7 @@ const fattn__kernel_table fattn__table_scalar = {
     .qk = qk_scalar,
     .softmax = softmax_scalar,
     .pv = pv_scalar,
+    .pack_q = pack_q_scalar,
+    .store_o = store_o_scalar,
     .exp = exp_scalar,
 };

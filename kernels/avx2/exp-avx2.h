@@ -3,10 +3,12 @@
  * polynomial for e^r (Cephes' expf coefficients), then 2^k built in the
  * exponent field.
  *
- * Measured error (tests/test_kernels.c, same sampling as the AVX-512 one): max
- * relative error 1.8e-7 (≈ 1.5 ulp) for x >= ln(FLT_MIN) = -87.3365. Below
- * that, exp returns exactly 0 (|error| < FLT_MIN), so softmax never produces a
- * denormal. exp(-inf) = 0, exp(NaN) = NaN. Arguments above 88.3 are clamped. */
+ * Measured error (tests/test_kernels.c: every 2^-12 in [-87.33, 88.3] plus
+ * 2^20 random points, against double exp): max relative error 1.18e-7
+ * (0.99 ulp) for x >= ln(FLT_MIN) = -87.3365; the test asserts <= 2e-7.
+ * Below ln(FLT_MIN), exp returns exactly 0 (|error| < FLT_MIN), so softmax
+ * never produces a denormal. exp(-inf) = 0, exp(NaN) = NaN. Arguments above
+ * 88.3 are clamped. */
 #ifndef FATTN_EXP_AVX2_H
 #define FATTN_EXP_AVX2_H
 

@@ -25,8 +25,8 @@
   _mm512_mask_blend_ps(_mm512_cmp_ps_mask((c), _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ), (x), (y))
 #define FA_QK_RV 4
 #define FA_QK_NJ 6
-#define FA_PV_RV 4
-#define FA_PV_CM 6
+#define FA_PV_RV 2
+#define FA_PV_CM 8
 #define FA_SUFFIX avx512
 #define FA_BACKEND FATTN_BACKEND_AVX512
 

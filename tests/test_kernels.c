@@ -1,0 +1,292 @@
+/* Kernel-level tests, XNNPACK style: every function of every kernel table this
+ * CPU runs, swept around each tile edge (rows below / at / above the register
+ * tile in whole vectors, keys and columns 1 .. 2·tile + 1, head_dim with
+ * tails), with prime strides and non-unit inner strides, against double
+ * precision; guard bands around every output catch writes outside it. Tables
+ * the CPU lacks are skipped. Plus the vector exp's error bound, and the
+ * workspace bound (no O(Lq·Lk) buffer). */
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "internal.h"
+
+#define GUARD 64
+static const float POISON = 12345.0f;
+
+/* A float buffer with GUARD poisoned floats on both sides, 64-byte aligned. */
+static float *guarded(int64_t n) {
+  float *p = aligned_alloc(64, (size_t)(n + 2 * GUARD) * sizeof(float));
+  for (int64_t i = 0; i < n + 2 * GUARD; i++)
+    p[i] = POISON;
+  return p + GUARD;
+}
+static int guards_intact(const float *p, int64_t n) {
+  for (int64_t i = 1; i <= GUARD; i++)
+    if (p[-i] != POISON || p[n + i - 1] != POISON) return 0;
+  return 1;
+}
+static void unguard(float *p) { free(p - GUARD); }
+
+static uint64_t seed = 42;
+static float rnd(void) { return (float)(2 * rng_uniform(&seed) - 1); }
+
+static int checks;
+
+static void test_qk(const fattn__kernel_table *t) {
+  const int64_t rw = t->rw;
+  static const int64_t ds[] = {1, 2, 7, 16, 17, 65};
+  for (int64_t rows = rw; rows <= rw * ((t->mr / rw) + 1) + rw; rows += rw)
+    for (int64_t n = 1; n <= 2 * t->nr + 1; n++)
+      for (size_t di = 0; di < sizeof ds / sizeof ds[0]; di++)
+        for (int64_t sk = 1; sk <= 2; sk++) {
+          const int64_t d = ds[di], ldk = d * sk + 3, lds = rows + rw; /* gaps in St too */
+          float *qt = aligned_alloc(64, (size_t)(d * rows) * sizeof(float));
+          float *k = guarded(n * ldk), *st = guarded(n * lds);
+          for (int64_t i = 0; i < d * rows; i++)
+            qt[i] = rnd();
+          for (int64_t i = 0; i < n * ldk; i++)
+            k[i] = rnd();
+          t->qk(rows, n, d, qt, k, ldk, sk, st, lds);
+          double worst = 0;
+          int gaps_ok = 1;
+          for (int64_t j = 0; j < n; j++) {
+            for (int64_t r = 0; r < rows; r++) {
+              double ref = 0, mag = 0;
+              for (int64_t p = 0; p < d; p++) {
+                ref += (double)qt[p * rows + r] * k[j * ldk + p * sk];
+                mag += fabs((double)qt[p * rows + r] * k[j * ldk + p * sk]);
+              }
+              const double e =
+                  fabs(st[j * lds + r] - ref) / ((double)(d + 1) * FLT_EPSILON * mag + 1e-30);
+              worst = e > worst ? e : worst;
+            }
+            for (int64_t r = rows; r < lds; r++)
+              gaps_ok &= st[j * lds + r] == POISON;
+          }
+          EXPECT(worst <= 1.0 && gaps_ok && guards_intact(st, n * lds) && guards_intact(k, n * ldk),
+                 "%s qk rows=%lld n=%lld d=%lld sk=%lld: err/bound %.3g, gaps %d", t->name,
+                 (long long)rows, (long long)n, (long long)d, (long long)sk, worst, gaps_ok);
+          checks++;
+          free(qt);
+          unguard(k);
+          unguard(st);
+        }
+}
+
+static void test_softmax(const fattn__kernel_table *t) {
+  const int64_t rw = t->rw;
+  for (int64_t rows = rw; rows <= 3 * rw; rows += rw)
+    for (int64_t n = 1; n <= 19; n++)
+      for (int start = 0; start < 2; start++) { /* first block (m = -inf) or a later one */
+        const int64_t lds = rows + rw;
+        float *st = guarded(n * lds), *m = guarded(rows), *l = guarded(rows), *a = guarded(rows);
+        float *s0 = malloc((size_t)(n * lds) * sizeof(float));
+        float m0[64], l0[64];
+        for (int64_t r = 0; r < rows; r++) {
+          m0[r] = m[r] = start ? rnd() * 3 : -INFINITY;
+          l0[r] = l[r] = start ? 1 + rnd() * 0.5f : 0.0f;
+        }
+        for (int64_t j = 0; j < n; j++)
+          for (int64_t r = 0; r < lds; r++) {
+            float x = r < rows ? rnd() * 8 : POISON;
+            if (r < rows && (r % 5 == 2 || (j + r) % 7 == 0)) x = -INFINITY; /* masked */
+            st[j * lds + r] = s0[j * lds + r] = x;
+          }
+        t->softmax(rows, n, st, lds, m, l, a);
+        int ok = 1;
+        for (int64_t r = 0; r < rows; r++) {
+          double mx = m0[r];
+          for (int64_t j = 0; j < n; j++)
+            mx = fmax(mx, s0[j * lds + r]);
+          const int empty = mx == -INFINITY;
+          const double base = empty ? 0 : mx;
+          const double alpha = empty ? 1 : exp(m0[r] - mx);
+          double sum = 0;
+          /* exp's own error (< 1 ulp, test_exp) plus the rounding of its f32
+           * argument, u·|argument| relative. */
+          for (int64_t j = 0; j < n; j++) {
+            const double arg = s0[j * lds + r] - base, p = exp(arg);
+            sum += p;
+            ok &= p == 0.0 ? st[j * lds + r] == 0.0f /* masked key: exactly 0 */
+                           : fabs(st[j * lds + r] - p) <= (4 + fabs(arg)) * FLT_EPSILON * p;
+          }
+          const int okm = m[r] == (float)mx || (empty && m[r] == -INFINITY);
+          const int oka = empty ? a[r] == 1.0f
+                          : alpha == 0.0
+                              ? a[r] == 0.0f /* first block: m0 = -inf */
+                              : fabs(a[r] - alpha) <= (4 + fabs(m0[r] - mx)) * FLT_EPSILON * alpha;
+          const int okl = fabs(l[r] - (alpha * l0[r] + sum)) <=
+                          (n + 8 + 20) * FLT_EPSILON * (alpha * l0[r] + sum);
+          ok &= okm && oka && okl;
+          for (int64_t r2 = rows; r2 < lds; r2++)
+            for (int64_t j = 0; j < n; j++)
+              ok &= st[j * lds + r2] == POISON;
+        }
+        ok &= guards_intact(st, n * lds) && guards_intact(m, rows) && guards_intact(l, rows) &&
+              guards_intact(a, rows);
+        EXPECT(ok, "%s softmax rows=%lld n=%lld start=%d", t->name, (long long)rows, (long long)n,
+               start);
+        checks++;
+        unguard(st), unguard(m), unguard(l), unguard(a);
+        free(s0);
+      }
+}
+
+static void test_pv(const fattn__kernel_table *t) {
+  const int64_t rw = t->rw;
+  for (int64_t rows = rw; rows <= 5 * rw; rows += rw)
+    for (int64_t n = 1; n <= 13; n += 3)
+      for (int64_t dv = 1; dv <= 19; dv++)
+        for (int64_t sv = 1; sv <= 3; sv += 2)
+          for (int moved = 0; moved < 2; moved++) {
+            const int64_t lds = rows + rw, ldv = dv * sv + 5, ldo = rows + 2 * rw;
+            float *pt = aligned_alloc(64, (size_t)(n * lds) * sizeof(float));
+            float *v = guarded(n * ldv), *ot = guarded(dv * ldo);
+            float *alpha = aligned_alloc(64, (size_t)rows * sizeof(float));
+            double *ref = malloc((size_t)(dv * rows) * sizeof(double));
+            for (int64_t i = 0; i < n * lds; i++)
+              pt[i] = fabsf(rnd());
+            for (int64_t i = 0; i < n * ldv; i++)
+              v[i] = rnd();
+            for (int64_t r = 0; r < rows; r++)
+              alpha[r] = moved && r % 3 ? fabsf(rnd()) : 1.0f;
+            for (int64_t c = 0; c < dv; c++)
+              for (int64_t r = 0; r < ldo; r++)
+                ot[c * ldo + r] = r < rows ? rnd() : POISON;
+            for (int64_t c = 0; c < dv; c++)
+              for (int64_t r = 0; r < rows; r++) {
+                double acc = (double)alpha[r] * ot[c * ldo + r];
+                for (int64_t j = 0; j < n; j++)
+                  acc += (double)v[j * ldv + c * sv] * pt[j * lds + r];
+                ref[c * rows + r] = acc;
+              }
+            t->pv(rows, n, dv, pt, lds, v, ldv, sv, alpha, ot, ldo);
+            int ok = guards_intact(ot, dv * ldo) && guards_intact(v, n * ldv);
+            for (int64_t c = 0; c < dv; c++)
+              for (int64_t r = 0; r < ldo; r++)
+                ok &= r < rows ? fabs(ot[c * ldo + r] - ref[c * rows + r]) <=
+                                     (n + 4) * FLT_EPSILON * (fabs(ref[c * rows + r]) + n + 1)
+                               : ot[c * ldo + r] == POISON;
+            EXPECT(ok, "%s pv rows=%lld n=%lld dv=%lld sv=%lld moved=%d", t->name, (long long)rows,
+                   (long long)n, (long long)dv, (long long)sv, moved);
+            checks++;
+            free(pt), free(alpha), free(ref);
+            unguard(v), unguard(ot);
+          }
+}
+
+static void test_transposes(const fattn__kernel_table *t) {
+  for (int64_t m = 1; m <= 19; m++)
+    for (int64_t d = 1; d <= 19; d++) {
+      const int64_t lds = d + 3, ldq = m + 5;
+      float *src = guarded(m * lds), *qt = guarded(d * ldq), *dst = guarded(m * lds);
+      float inv[32];
+      for (int64_t i = 0; i < m * lds; i++)
+        src[i] = rnd();
+      for (int64_t r = 0; r < m; r++)
+        inv[r] = rnd();
+      t->pack_q(m, d, src, lds, 0.5f, qt, ldq);
+      int ok = guards_intact(qt, d * ldq);
+      for (int64_t p = 0; p < d; p++)
+        for (int64_t r = 0; r < ldq; r++)
+          ok &= r < m ? qt[p * ldq + r] == 0.5f * src[r * lds + p] : qt[p * ldq + r] == POISON;
+      t->store_o(m, d, qt, ldq, inv, dst, lds);
+      ok &= guards_intact(dst, m * lds);
+      for (int64_t r = 0; r < m; r++)
+        for (int64_t c = 0; c < lds; c++)
+          ok &= c < d ? dst[r * lds + c] == qt[c * ldq + r] * inv[r] : dst[r * lds + c] == POISON;
+      EXPECT(ok, "%s pack_q/store_o m=%lld d=%lld", t->name, (long long)m, (long long)d);
+      checks++;
+      unguard(src), unguard(qt), unguard(dst);
+    }
+}
+
+/* The exp: max relative error over [ln(FLT_MIN), 88.3], exact 0 below, and
+ * the special values. The bound asserted is the one written in the ISA's
+ * exp header. */
+static void test_exp(const fattn__kernel_table *t) {
+  const int64_t n = (int64_t)((88.3 + 87.33) * 4096) + (1 << 20);
+  float *x = malloc((size_t)n * sizeof(float)), *y = malloc((size_t)n * sizeof(float));
+  int64_t i = 0;
+  for (double v = -87.33; v <= 88.3 && i < n; v += 1.0 / 4096)
+    x[i++] = (float)v;
+  while (i < n)
+    x[i++] = (float)(-87.33 + rng_uniform(&seed) * (88.3 + 87.33));
+  t->exp(n, x, y);
+  double worst = 0, at = 0;
+  for (i = 0; i < n; i++) {
+    const double ref = exp((double)x[i]), e = fabs(y[i] - ref) / ref;
+    if (e > worst) worst = e, at = x[i];
+  }
+  const float specials[] = {-INFINITY, -1e30f, -104.0f, -88.0f, -87.34f, NAN, 0.0f, -0.0f};
+  float sy[8];
+  t->exp(8, specials, sy);
+  const int special_ok = sy[0] == 0 && sy[1] == 0 && sy[2] == 0 && sy[3] == 0 && sy[4] == 0 &&
+                         isnan(sy[5]) && sy[6] == 1.0f && sy[7] == 1.0f;
+  printf("%-7s exp: max relative error %.3g (%.2f ulp) at x = %.6g over %lld points; "
+         "specials %s\n",
+         t->name, worst, worst / FLT_EPSILON, at, (long long)n, special_ok ? "ok" : "WRONG");
+  /* scalar uses libm's expf and has no flush: only its accuracy is checked */
+  EXPECT(worst <= 2.0e-7, "%s exp max relative error %.3g > 2.0e-7", t->name, worst);
+  if (t->backend != FATTN_BACKEND_SCALAR)
+    EXPECT(special_ok, "%s exp specials: %g %g %g %g %g %g %g %g", t->name, sy[0], sy[1], sy[2],
+           sy[3], sy[4], sy[5], sy[6], sy[7]);
+  checks += 2;
+  free(x), free(y);
+}
+
+/* Workspace does not grow with Lq·Lk: the size query for P6 (8192²) and for a
+ * 16× longer sequence are equal, and P6's stays far under 64 MiB. */
+static void test_workspace_bound(void) {
+  fattn_context_options o;
+  fattn_context_options_init(&o);
+  o.num_threads = 4;
+  fattn_context *ctx;
+  EXPECT(fattn_context_create(&o, &ctx) == FATTN_SUCCESS, "%s", fattn_last_error());
+  size_t sz[2] = {0, 0};
+  for (int i = 0; i < 2; i++) {
+    const int64_t L = i == 0 ? 8192 : 131072;
+    /* never dereferenced: only sizes are computed */
+    fattn_tensor q = fattn_tensor_contiguous((void *)((uintptr_t)1 << 40), FATTN_F32, 1, 8, L, 64);
+    fattn_tensor k = fattn_tensor_contiguous((void *)((uintptr_t)2 << 40), FATTN_F32, 1, 8, L, 64);
+    fattn_tensor v = fattn_tensor_contiguous((void *)((uintptr_t)3 << 40), FATTN_F32, 1, 8, L, 64);
+    fattn_tensor out =
+        fattn_tensor_contiguous((void *)((uintptr_t)4 << 40), FATTN_F32, 1, 8, L, 64);
+    fattn_sdpa_params p;
+    fattn_sdpa_params_init(&p);
+    EXPECT(fattn_sdpa_workspace_size(ctx, &q, &k, &v, &out, &p, &sz[i]) == FATTN_SUCCESS, "%s",
+           fattn_last_error());
+  }
+  printf("workspace: P6 (Lq = Lk = 8192) %zu bytes, Lq = Lk = 131072 %zu bytes (4 threads)\n",
+         sz[0], sz[1]);
+  EXPECT(sz[0] == sz[1] && sz[0] > 0 && sz[0] < ((size_t)64 << 20), "workspace %zu vs %zu", sz[0],
+         sz[1]);
+  checks++;
+  fattn_context_destroy(ctx);
+}
+
+int main(void) {
+  static const fattn_backend tables[] = {FATTN_BACKEND_SCALAR, FATTN_BACKEND_AVX2,
+                                         FATTN_BACKEND_AVX512, FATTN_BACKEND_NEON};
+  for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
+    fattn_status st;
+    const fattn__kernel_table *t = fattn__table_for(tables[i], &st);
+    if (!t) {
+      printf("%-7s skipped: %s\n", fattn_backend_name(tables[i]), fattn_last_error());
+      continue;
+    }
+    const int before = checks, fails = g_failures;
+    test_qk(t);
+    test_softmax(t);
+    test_pv(t);
+    test_transposes(t);
+    test_exp(t);
+    printf("%-7s %d kernel checks, %d failed\n", t->name, checks - before, g_failures - fails);
+  }
+  test_workspace_bound();
+  printf("%d passed, %d failed\n", checks - g_failures, g_failures);
+  return g_failures != 0;
+}
