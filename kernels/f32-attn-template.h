@@ -14,7 +14,7 @@
  *                                          operand is), fa_loadu(p) fa_storeu(p, x)
  *   fa_bcast(p) fa_set1(f)
  *   fa_fma(a, b, c) = a·b + c   fa_mul fa_add fa_sub fa_max
- *   fa_exp(x)            the ISA's vector exp
+ *   fa_exp2(x)           the ISA's vector 2^x (softmax works in log2 units)
  *   fa_all_one(x)        nonzero when every lane of x is 1.0f
  *   fa_sel_neginf(c, x, y)  y in the lanes where c is -inf, x elsewhere
  *   FA_QK_RV, FA_QK_NJ   qk register tile: row vectors × keys
@@ -114,19 +114,19 @@ static void FA_FN(softmax)(int64_t rows, int64_t n, float *st, int64_t lds, floa
     const fa_vec mx = fa_max(fa_max(x0, x1), fa_max(x2, x3));
     /* rows with nothing to attend yet: base 0 makes P = exp(-inf) = 0, alpha 1 */
     const fa_vec base = fa_sel_neginf(mx, mx, fa_zero());
-    const fa_vec a = fa_sel_neginf(mx, fa_exp(fa_sub(mo, base)), one);
+    const fa_vec a = fa_sel_neginf(mx, fa_exp2(fa_sub(mo, base)), one);
     fa_vec s0 = fa_zero(), s1 = fa_zero();
     j = 0;
     for (; j + 2 <= n; j += 2) {
-      const fa_vec p0 = fa_exp(fa_sub(fa_load(st + j * lds + r), base));
-      const fa_vec p1 = fa_exp(fa_sub(fa_load(st + (j + 1) * lds + r), base));
+      const fa_vec p0 = fa_exp2(fa_sub(fa_load(st + j * lds + r), base));
+      const fa_vec p1 = fa_exp2(fa_sub(fa_load(st + (j + 1) * lds + r), base));
       fa_store(st + j * lds + r, p0);
       fa_store(st + (j + 1) * lds + r, p1);
       s0 = fa_add(s0, p0);
       s1 = fa_add(s1, p1);
     }
     for (; j < n; j++) {
-      const fa_vec p0 = fa_exp(fa_sub(fa_load(st + j * lds + r), base));
+      const fa_vec p0 = fa_exp2(fa_sub(fa_load(st + j * lds + r), base));
       fa_store(st + j * lds + r, p0);
       s0 = fa_add(s0, p0);
     }
@@ -273,16 +273,16 @@ static void FA_FN(store_o)(int64_t m, int64_t dv, const float *ot, int64_t ldo, 
       dst[r * ldd + c] = ot[c * ldo + r] * inv[r];
 }
 
-/* ---- exp over an array (for the error test) --------------------------------------- */
+/* ---- 2^x over an array (for the error test) --------------------------------------- */
 
-static void FA_FN(exp)(int64_t n, const float *x, float *y) {
+static void FA_FN(exp2)(int64_t n, const float *x, float *y) {
   int64_t i = 0;
   for (; i + FA_W <= n; i += FA_W)
-    fa_storeu(y + i, fa_exp(fa_loadu(x + i)));
+    fa_storeu(y + i, fa_exp2(fa_loadu(x + i)));
   if (i < n) { /* the tail through a local buffer: no access past x[n-1] or y[n-1] */
     float buf[FA_W] = {0};
     memcpy(buf, x + i, (size_t)(n - i) * sizeof(float));
-    fa_storeu(buf, fa_exp(fa_loadu(buf)));
+    fa_storeu(buf, fa_exp2(fa_loadu(buf)));
     memcpy(y + i, buf, (size_t)(n - i) * sizeof(float));
   }
 }
@@ -302,5 +302,5 @@ const fattn__kernel_table FA_TABLE = {
     .pv = FA_FN(pv),
     .pack_q = FA_FN(pack_q),
     .store_o = FA_FN(store_o),
-    .exp = FA_FN(exp),
+    .exp2 = FA_FN(exp2),
 };

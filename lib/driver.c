@@ -18,6 +18,9 @@
 #endif
 
 #include "access.h"
+
+#define FATTN__LOG2E 1.44269504088896341f
+#define FATTN__LN2 0.693147180559945309f
 #include "internal.h"
 
 typedef struct unit_ws {
@@ -60,7 +63,7 @@ static void mask_tile(const fattn__problem *pb, int64_t b, int64_t hk, int64_t i
       } else {
         const float *mk = (const float *)pb->mask.base + off;
         for (int64_t j = 0; j < n; j++)
-          sr[j * lds] += mk[j * ms];
+          sr[j * lds] += mk[j * ms] * FATTN__LOG2E; /* scores are in log2 units */
       }
     }
     if (limits) {
@@ -80,15 +83,17 @@ static void run_unit(const fattn__problem *pb, const fattn__kernel_table *t,
   const int64_t jhi = fattn__row_limit(pb, b, i0 + bq - 1);
   const int64_t jlo_all = fattn__row_limit(pb, b, i0); /* keys below this: no row masked */
 
-  /* Qt[p][r] = scale · q[r][p], head by head; padding rows are zero. */
+  /* Qt[p][r] = scale·log2(e) · q[r][p], head by head (scores in log2 units, so
+   * the softmax needs 2^x only); padding rows are zero. */
+  const float qscale = pb->scale * FATTN__LOG2E;
   for (int64_t g = 0; g < G; g++) {
     const float *src = fattn__ptr(&pb->q, b, hk * G + g, i0, 0);
     if (pb->q.s[3] <= 1) {
-      t->pack_q(bq, D, src, pb->q.s[2], pb->scale, w->qt + g * bq, rp);
+      t->pack_q(bq, D, src, pb->q.s[2], qscale, w->qt + g * bq, rp);
     } else {
       for (int64_t r = 0; r < bq; r++)
         for (int64_t p = 0; p < D; p++)
-          w->qt[p * rp + g * bq + r] = src[r * pb->q.s[2] + p * pb->q.s[3]] * pb->scale;
+          w->qt[p * rp + g * bq + r] = src[r * pb->q.s[2] + p * pb->q.s[3]] * qscale;
     }
   }
   for (int64_t p = 0; p < D; p++)
@@ -129,7 +134,9 @@ static void run_unit(const fattn__problem *pb, const fattn__kernel_table *t,
     if (pb->has_lse)
       for (int64_t r = 0; r < bq; r++) {
         const float l = w->l[g * bq + r]; /* l = 0: no key attended, m stayed -inf */
-        *fattn__lse_at(pb, b, h, i0 + r) = l == 0.0f ? -INFINITY : w->m[g * bq + r] + logf(l);
+        /* lse = ln(Σ e^s) = ln2 · (m + log2 l), m in log2 units */
+        *fattn__lse_at(pb, b, h, i0 + r) =
+            l == 0.0f ? -INFINITY : FATTN__LN2 * (w->m[g * bq + r] + log2f(l));
       }
   }
 }

@@ -5,7 +5,8 @@
  * multiple of the table's `rw`; the driver pads with zero rows), and every
  * per-row quantity is stored row-contiguous so a vector holds rw rows:
  *
- *   Qt   d × rows     Qt[p·rows + r] = scale · q_r[p]   (packed by the driver)
+ *   Qt   d × rows     Qt[p·rows + r] = scale·log2(e) · q_r[p]   (packed by the
+ *                     driver: scores are in log2 units, so softmax uses 2^x)
  *   K    n keys       key j, element p at k[j·ldk + p·sk]   (the caller's memory,
  *                     any strides: read by scalar broadcast, never packed)
  *   St   n × lds      St[j·lds + r] = score of row r, key j (lds >= rows,
@@ -39,9 +40,9 @@ typedef struct fattn__kernel_table {
   void (*qk)(int64_t rows, int64_t n, int64_t d, const float *qt, const float *k, int64_t ldk,
              int64_t sk, float *st, int64_t lds);
 
-  /* Online-softmax step on St (masked entries are -inf), per row r:
-   *   m_new = max(m[r], max_j St[j][r]);  alpha[r] = exp(m[r] - m_new);
-   *   St[j][r] <- exp(St[j][r] - m_new);  l[r] = alpha[r]·l[r] + Σ_j St[j][r];
+  /* Online-softmax step on St (log2 units; masked entries are -inf), per row r:
+   *   m_new = max(m[r], max_j St[j][r]);  alpha[r] = 2^(m[r] - m_new);
+   *   St[j][r] <- 2^(St[j][r] - m_new);   l[r] = alpha[r]·l[r] + Σ_j St[j][r];
    *   m[r] <- m_new.
    * A row with m_new = -inf stays empty: P = 0, alpha = 1. */
   void (*softmax)(int64_t rows, int64_t n, float *st, int64_t lds, float *m, float *l,
@@ -63,8 +64,8 @@ typedef struct fattn__kernel_table {
   void (*store_o)(int64_t m, int64_t dv, const float *ot, int64_t ldo, const float *inv, float *dst,
                   int64_t ldd);
 
-  /* y[i] = exp(x[i]) with this table's vector exp (for its error test). */
-  void (*exp)(int64_t n, const float *x, float *y);
+  /* y[i] = 2^x[i] with this table's vector exp2 (for its error test). */
+  void (*exp2)(int64_t n, const float *x, float *y);
 } fattn__kernel_table;
 
 /* Tables compiled into this build. Each may only be called once

@@ -33,14 +33,14 @@ static void softmax_scalar(int64_t rows, int64_t n, float *st, int64_t lds, floa
       alpha[r] = st[j * lds + r] > alpha[r] ? st[j * lds + r] : alpha[r];
   for (int64_t r = 0; r < rows; r++) {
     const float mnew = alpha[r];
-    alpha[r] = mnew == -INFINITY ? 1.0f : expf(m[r] - mnew); /* exp(-inf) = 0 at the start */
+    alpha[r] = mnew == -INFINITY ? 1.0f : exp2f(m[r] - mnew); /* 2^-inf = 0 at the start */
     l[r] *= alpha[r];
     m[r] = mnew;
   }
   for (int64_t j = 0; j < n; j++)
     for (int64_t r = 0; r < rows; r++) {
-      const float base = m[r] == -INFINITY ? 0.0f : m[r]; /* empty row: P = exp(-inf) = 0 */
-      const float p = expf(st[j * lds + r] - base);
+      const float base = m[r] == -INFINITY ? 0.0f : m[r]; /* empty row: P = 2^-inf = 0 */
+      const float p = exp2f(st[j * lds + r] - base);
       st[j * lds + r] = p;
       l[r] += p;
     }
@@ -81,9 +81,9 @@ static void store_o_scalar(int64_t m, int64_t dv, const float *ot, int64_t ldo, 
       dst[r * ldd + c] = ot[c * ldo + r] * inv[r];
 }
 
-static void exp_scalar(int64_t n, const float *x, float *y) {
+static void exp2_scalar(int64_t n, const float *x, float *y) {
   for (int64_t i = 0; i < n; i++)
-    y[i] = expf(x[i]);
+    y[i] = exp2f(x[i]);
 }
 
 const fattn__kernel_table fattn__table_scalar = {
@@ -97,5 +97,5 @@ const fattn__kernel_table fattn__table_scalar = {
     .pv = pv_scalar,
     .pack_q = pack_q_scalar,
     .store_o = store_o_scalar,
-    .exp = exp_scalar,
+    .exp2 = exp2_scalar,
 };

@@ -3,10 +3,14 @@
  * Tolerance (per output row i, from FLT_EPSILON = u and the reduction lengths,
  * not a loose constant):
  *   δ_i  bound on the absolute error of any score of row i in f32:
- *        (D + 2)·u·max_j |scale|·Σ_p |q_ip·k_jp|  (dot product of D terms plus
- *        the pre-scaling of q; zero for DATA_LARGE*, whose integer data make
- *        every product and partial sum exact) + 2u·max_j (|s_ij| + |mask_ij|)
- *        with an additive mask (the rounding of the addition).
+ *        (D + 2)·u·max_j |scale|·Σ_p |q_ip·k_jp|  (a dot product of D terms,
+ *        plus the pre-scaling of q by scale·log2(e): the fused kernels work in
+ *        log2 units) + 2u·max_j (|s_ij| + |mask_ij|) with an additive mask (the
+ *        rounding of the addition). DATA_LARGE* uses integer data and
+ *        scale = fl(ln 2), whose log2-unit scale fl(scale·log2 e) is exactly 1:
+ *        every product and partial sum is exact, and only the difference
+ *        between that 1 and the true scale·log2 e (< u) is left:
+ *        2u·max_j |scale|·Σ_p |q_ip·k_jp|.
  *   Perturbing each softmax weight by a relative η = δ_i + 4u (exp's own error
  *   is within 4 ulp) moves a convex combination of values by at most 2η·vmax;
  *   summing n_i attended terms in f32 (plus one rescale per key block) adds at
@@ -164,8 +168,10 @@ static int problem_make(problem *p, const tcase *c) {
       buf_make(&p->v, FATTN_F32, c->B, c->Hkv, c->Lk, c->Dv, c->layout, pad))
     return -1;
   const int large = c->data != DATA_UNIFORM;
-  p->scale = large ? 1.0f : 0.0f;
-  p->scale_eff = large ? 1.0 : 1.0 / sqrt((double)c->D);
+  /* Large data: scale = fl(ln 2), so that the fused kernels' log2-unit scale
+   * fl(scale·log2 e) is exactly 1 and every score stays an exact integer. */
+  p->scale = large ? 0.693147180559945309f : 0.0f;
+  p->scale_eff = large ? (double)0.693147180559945309f : 1.0 / sqrt((double)c->D);
   int64_t *u = malloc((size_t)c->D * sizeof *u);
   if (!u) return -1;
   for (int64_t d = 0; d < c->D; d++)
@@ -176,7 +182,7 @@ static int problem_make(problem *p, const tcase *c) {
         for (int64_t d = 0; d < c->D; d++)
           *(float *)buf_at(&p->q, b, h, i, d) =
               large ? (float)(u[d] + rng_int(&s, -1, 1)) : (float)(2 * rng_uniform(&s) - 1);
-  /* Logit scale for large data: |q·u| ~ 4·D, aim at |S| ~ 1e4. */
+  /* Logit scale for large data: |q·u| ~ 4·D, aim at |S| ~ 1e4 / ln 2. */
   const int64_t cmax = large ? (int64_t)(1e4 / (4.0 * (double)c->D) + 1) : 0;
   for (int64_t b = 0; b < c->B; b++)
     for (int64_t h = 0; h < c->Hkv; h++)
@@ -310,9 +316,9 @@ static int compare(const tcase *c, const problem *p, fattn_backend be, const buf
           dotmax = fmax(dotmax, a * p->scale_eff);
           if (c->mask == MASK_ADDITIVE) addmax = fmax(addmax, fabs(sc * p->scale_eff) + fabs(mv));
         }
-        /* Integer data (DATA_LARGE*) make the dot products exact; adding an
-         * F32 mask still rounds once. */
-        double delta = c->data == DATA_UNIFORM ? (double)(c->D + 2) * u * dotmax : 0.0;
+        /* Integer data (DATA_LARGE*) make the dot products exact; scaling to
+         * log2 units and adding an F32 mask still round. */
+        double delta = (c->data == DATA_UNIFORM ? (double)(c->D + 2) : 2.0) * u * dotmax;
         delta += 2 * u * addmax;
         const double tol = vmax * (2.5 * delta + (4.0 * (double)n + 16) * u);
         for (int64_t d = 0; d < c->Dv; d++) {
