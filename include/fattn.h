@@ -160,6 +160,7 @@ typedef struct fattn_runtime_info {
   int64_t l1d_bytes, l2_bytes, l3_bytes; /* per core (L1, L2) and total (L3); 0 = unknown */
   fattn_pin_policy pin;                  /* the policy in force */
   int has_openmp, has_hwloc, has_onednn; /* compiled in */
+  char onednn_version[32];               /* "2.6.3" when the oneDNN baseline is built */
   char notes[256];                       /* e.g. why threads are not pinned */
 } fattn_runtime_info;
 

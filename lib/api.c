@@ -65,10 +65,15 @@ fattn_status fattn_sdpa(fattn_context *ctx, const fattn_tensor *q, const fattn_t
   fattn_status st = prepare(ctx, q, k, v, out, params, &pb, &c, &t, &plan);
   if (st != FATTN_SUCCESS) return st;
   if (params->backend == FATTN_BACKEND_REFERENCE) return fattn__reference_run(&pb);
-  if (params->backend == FATTN_BACKEND_ONEDNN)
+  if (params->backend == FATTN_BACKEND_ONEDNN) {
+#if defined(FATTN_HAVE_ONEDNN)
+    return fattn__onednn_run(c, &pb);
+#else
     return fattn__error(FATTN_ERROR_UNSUPPORTED,
-                        "the oneDNN baseline backend is not available in fattn %s",
-                        fattn_version());
+                        "the oneDNN baseline is not in this build (configure with oneDNN: "
+                        "apt-get install libdnnl-dev, FATTN_WITH_ONEDNN=ON)");
+#endif
+  }
   int slot;
   void *ws;
   const size_t bytes = (size_t)plan.per_thread_bytes * (size_t)plan.nthreads;

@@ -84,6 +84,9 @@ void fattn_context_destroy(fattn_context *ctx) {
   if (!ctx) return;
   for (int i = 0; i < ctx->nws; i++)
     free(ctx->ws[i].mem);
+#if defined(FATTN_HAVE_ONEDNN)
+  fattn__onednn_cache_free(ctx->onednn);
+#endif
   pthread_mutex_destroy(&ctx->lock);
   free(ctx);
 }
@@ -182,6 +185,7 @@ fattn_status fattn_get_runtime_info(fattn_context *ctx, fattn_runtime_info *info
 #endif
 #if defined(FATTN_HAVE_ONEDNN)
   info->has_onednn = 1;
+  snprintf(info->onednn_version, sizeof info->onednn_version, "%s", fattn__onednn_version());
 #endif
   snprintf(info->notes, sizeof info->notes, "topology from %s; threads are not pinned",
            t->from_hwloc ? "hwloc" : "sysconf (no hwloc)");

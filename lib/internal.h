@@ -111,6 +111,8 @@ typedef struct fattn__workspace {
 
 #define FATTN__MAX_WORKSPACES 64
 
+struct fattn__onednn_cache; /* backend_onednn.c: primitives per problem */
+
 struct fattn_context {
   int num_threads;
   fattn_pin_policy pin;
@@ -120,6 +122,7 @@ struct fattn_context {
   pthread_mutex_t lock;             /* guards the workspace pool */
   fattn__workspace ws[FATTN__MAX_WORKSPACES];
   int nws;
+  struct fattn__onednn_cache *onednn; /* created on first use, under `lock` */
 };
 
 /* Resolves NULL to the default context (created once); NULL on failure. */
@@ -139,6 +142,11 @@ void fattn__driver_run(const fattn__problem *pb, const fattn__kernel_table *t,
 /* Double-precision three-pass oracle. Allocates O(Lk) per row; may fail with
  * OUT_OF_MEMORY before writing anything. */
 fattn_status fattn__reference_run(const fattn__problem *pb);
+
+/* oneDNN baseline (backend_onednn.c, built with FATTN_HAVE_ONEDNN). */
+fattn_status fattn__onednn_run(fattn_context *ctx, const fattn__problem *pb);
+void fattn__onednn_cache_free(struct fattn__onednn_cache *c);
+const char *fattn__onednn_version(void);
 
 /* ---- helpers -------------------------------------------------------------------- */
 

@@ -155,6 +155,10 @@ int main(void) {
   REJECT("AVX-512 backend on Arm", UNS, s.p.backend = FATTN_BACKEND_AVX512);
 #endif
 
+  /* the oneDNN baseline does not compute lse: UNSUPPORTED, nothing written
+   * (UNSUPPORTED too where it is not built) */
+  REJECT("lse with the oneDNN backend", UNS, s.p.backend = FATTN_BACKEND_ONEDNN);
+
   /* contexts */
   {
     fattn_context_options o;

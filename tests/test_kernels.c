@@ -17,8 +17,13 @@
 static const float POISON = 12345.0f;
 
 /* A float buffer with GUARD poisoned floats on both sides, 64-byte aligned. */
+/* aligned_alloc wants a size that is a multiple of the alignment */
+static void *alloc64(int64_t floats) {
+  return aligned_alloc(64, (size_t)(floats * 4 + 63) / 64 * 64);
+}
+
 static float *guarded(int64_t n) {
-  float *p = aligned_alloc(64, (size_t)(n + 2 * GUARD) * sizeof(float));
+  float *p = alloc64(n + 2 * GUARD);
   for (int64_t i = 0; i < n + 2 * GUARD; i++)
     p[i] = POISON;
   return p + GUARD;
@@ -43,7 +48,7 @@ static void test_qk(const fattn__kernel_table *t) {
       for (size_t di = 0; di < sizeof ds / sizeof ds[0]; di++)
         for (int64_t sk = 1; sk <= 2; sk++) {
           const int64_t d = ds[di], ldk = d * sk + 3, lds = rows + rw; /* gaps in St too */
-          float *qt = aligned_alloc(64, (size_t)(d * rows) * sizeof(float));
+          float *qt = alloc64(d * rows);
           float *k = guarded(n * ldk), *st = guarded(n * lds);
           for (int64_t i = 0; i < d * rows; i++)
             qt[i] = rnd();
@@ -143,9 +148,9 @@ static void test_pv(const fattn__kernel_table *t) {
         for (int64_t sv = 1; sv <= 3; sv += 2)
           for (int moved = 0; moved < 2; moved++) {
             const int64_t lds = rows + rw, ldv = dv * sv + 5, ldo = rows + 2 * rw;
-            float *pt = aligned_alloc(64, (size_t)(n * lds) * sizeof(float));
+            float *pt = alloc64(n * lds);
             float *v = guarded(n * ldv), *ot = guarded(dv * ldo);
-            float *alpha = aligned_alloc(64, (size_t)rows * sizeof(float));
+            float *alpha = alloc64(rows);
             double *ref = malloc((size_t)(dv * rows) * sizeof(double));
             for (int64_t i = 0; i < n * lds; i++)
               pt[i] = fabsf(rnd());

@@ -29,7 +29,9 @@ static int cases, failed;
 static double worst;
 static fattn_context *ctxs[2];
 
-static void run(const tcase *c, fattn_backend be) {
+static void run(const tcase *c0, fattn_backend be) {
+  tcase c1 = *c0, *c = &c1;
+  if (be == FATTN_BACKEND_ONEDNN) c1.lse = 0; /* the oneDNN baseline does not compute lse */
   int rc = tcase_check(c, be, ctxs, 2, &worst);
   if (rc == 2) {
     printf("SKIP: %s is not available here: %s\n", fattn_backend_name(be), fattn_last_error());
