@@ -40,6 +40,9 @@ typedef struct bench {
   int threads;
   double peak; /* GFLOP/s the pct_peak counter divides by (0: none) */
   char name[128];
+  /* filled by the last run of the benchmark, for the summary table */
+  int done;
+  double ms, gflops, pct;
 } bench;
 
 #define MAX_SHAPES 32
@@ -128,6 +131,11 @@ static void run_sdpa(gb_state *st, void *arg) {
     gb_counter(st, "GFLOPS", gflops, 0);
     gb_counter(st, "GBps", bytes_moved(s) * (double)iters / secs / 1e9, 0);
     if (b->peak > 0) gb_counter(st, "pct_peak", 100.0 * gflops / b->peak, 0);
+    bench *rec = (bench *)b;
+    rec->done = 1;
+    rec->ms = 1e3 * secs / (double)iters;
+    rec->gflops = gflops;
+    rec->pct = b->peak > 0 ? 100.0 * gflops / b->peak : 0;
   }
 done:
   fattn_context_destroy(ctx);
@@ -147,6 +155,50 @@ static void run_probe(gb_state *st, void *arg) {
   while (gb_keep_running(st))
     rate = p->isa ? peak_fma_gflops(p->isa, p->threads) : peak_read_gbps(p->threads, p->llc);
   gb_counter(st, p->isa ? "GFLOPS" : "GBps", rate, 0);
+}
+
+/* The closing table: per shape and thread count, each backend's time, rate,
+ * % of peak and speed-up over the oneDNN and scalar backends (when they ran).
+ * Figures are those of each benchmark's last repetition. */
+static const bench *find(const bench *like, fattn_backend be) {
+  for (int i = 0; i < nbenches; i++)
+    if (benches[i].done && benches[i].be == be && benches[i].threads == like->threads &&
+        !strcmp(benches[i].s.name, like->s.name))
+      return &benches[i];
+  return NULL;
+}
+
+static void print_row(const bench *b);
+
+static void print_summary(void) {
+  int any = 0;
+  for (int i = 0; i < nbenches; i++)
+    any |= benches[i].done;
+  if (!any) return;
+  printf("\n%-9s %-7s %-9s %10s %9s %7s %10s %10s\n", "shape", "threads", "backend", "ms",
+         "GFLOP/s", "%peak", "x oneDNN", "x scalar");
+  /* grouped by shape, then thread count, in the order they were registered */
+  for (int i = 0; i < nbenches; i++)
+    for (int j = 0; j < nbenches; j++) {
+      const bench *a = &benches[i], *b = &benches[j];
+      if (!b->done || strcmp(a->s.name, b->s.name) || a->threads != b->threads) continue;
+      int first = 1; /* print each (shape, threads) group once, at its first member */
+      for (int k = 0; k < i; k++)
+        if (!strcmp(benches[k].s.name, a->s.name) && benches[k].threads == a->threads) first = 0;
+      if (!first) continue;
+      print_row(b);
+    }
+}
+
+static void print_row(const bench *b) {
+  {
+    const bench *dn = find(b, FATTN_BACKEND_ONEDNN), *sc = find(b, FATTN_BACKEND_SCALAR);
+    char xd[16] = "-", xs[16] = "-";
+    if (dn && dn != b) snprintf(xd, sizeof xd, "%.2f", dn->ms / b->ms);
+    if (sc && sc != b) snprintf(xs, sizeof xs, "%.1f", sc->ms / b->ms);
+    printf("%-9s %-7d %-9s %10.3f %9.1f %7.1f %10s %10s\n", b->s.name, b->threads,
+           fattn_backend_name(b->be), b->ms, b->gflops, b->pct, xd, xs);
+  }
 }
 
 static int in_list(const char *list, const char *item) {
@@ -289,5 +341,6 @@ int main(int argc, char **argv) {
     }
   const int rc = gb_run(gargc, gargv);
   free(gargv);
+  print_summary();
   return rc;
 }
