@@ -41,9 +41,11 @@ typedef struct bench {
   int threads;
   double peak; /* GFLOP/s the pct_peak counter divides by (0: none) */
   char name[128];
-  /* filled by the last run of the benchmark, for the summary table */
+  /* filled by each repetition of the benchmark; the summary shows the median */
   int done;
   double ms, gflops, pct;
+  int nrep;
+  double rep_ms[32];
 } bench;
 
 #define MAX_SHAPES 32
@@ -158,9 +160,19 @@ static void run_sdpa(gb_state *st, void *arg) {
     if (b->peak > 0) gb_counter(st, "pct_peak", 100.0 * gflops / b->peak, 0);
     bench *rec = (bench *)b;
     rec->done = 1;
-    rec->ms = 1e3 * secs / (double)iters;
-    rec->gflops = gflops;
-    rec->pct = b->peak > 0 ? 100.0 * gflops / b->peak : 0;
+    if (rec->nrep < 32) rec->rep_ms[rec->nrep++] = 1e3 * secs / (double)iters;
+    /* median of the repetitions so far (insertion sort: few values) */
+    double sorted[32];
+    memcpy(sorted, rec->rep_ms, sizeof sorted);
+    for (int i = 1; i < rec->nrep; i++)
+      for (int j = i; j > 0 && sorted[j] < sorted[j - 1]; j--) {
+        const double tmp = sorted[j];
+        sorted[j] = sorted[j - 1];
+        sorted[j - 1] = tmp;
+      }
+    rec->ms = sorted[rec->nrep / 2];
+    rec->gflops = useful_flops(s) / (rec->ms * 1e-3) / 1e9;
+    rec->pct = b->peak > 0 ? 100.0 * rec->gflops / b->peak : 0;
   }
 done:
   fattn_context_destroy(ctx);
@@ -184,7 +196,7 @@ static void run_probe(gb_state *st, void *arg) {
 
 /* The closing table: per shape and thread count, each backend's time, rate,
  * % of peak and speed-up over the oneDNN and scalar backends (when they ran).
- * Figures are those of each benchmark's last repetition. */
+ * Figures are the median over the benchmark's repetitions. */
 static const bench *find(const bench *like, fattn_backend be) {
   for (int i = 0; i < nbenches; i++)
     if (benches[i].done && benches[i].be == be && benches[i].threads == like->threads &&

@@ -65,26 +65,32 @@ def main():
         peaks = [v for k, v in data.items() if k[0] == "peak" and k[3] == t]
         if peaks:
             ax.axhline(max(peaks), ls="--", color="k", lw=1)
-            ax.text(len(shapes) - 0.5, max(peaks), f" measured FMA peak {max(peaks):.0f}",
-                    va="bottom", ha="right", fontsize=8)
+            ax.text(-0.45, max(peaks), f"measured FMA peak {max(peaks):.0f} GFLOP/s",
+                    va="bottom", ha="left", fontsize=8)
+            ax.set_ylim(0, max(peaks) * 1.15)
         ax.set_xticks(range(len(shapes)), shapes)
         ax.set_ylabel("GFLOP/s")
         ax.set_title(f"{t} thread{'s' if t > 1 else ''} — {ctx.get('cpu_model', '')}")
-        ax.legend(fontsize=8, ncol=len(backends))
+        ax.legend(fontsize=8, ncol=len(backends), loc="upper right")
     if scaling:
+        # speed-up over the first thread count: the best fused table (solid)
+        # and the oneDNN baseline (dashed), one colour per shape
         ax = axes[-1][0]
-        for b in backends:
-            for s in shapes:
-                ys = [sdpa.get(("sdpa", b, s, t)) for t in threads]
-                if None in ys or b in ("scalar", "reference"):
+        fused = next((b for b in backends if b not in ("onednn", "scalar", "reference")), None)
+        colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        for i, sh in enumerate(shapes):
+            for b, style in ((fused, "-"), ("onednn", "--")):
+                ys = [sdpa.get(("sdpa", b, sh, t)) for t in threads]
+                if b is None or None in ys:
                     continue
-                ax.plot(threads, ys, marker="o", label=f"{b} {s}")
-                ax.plot(threads, [ys[0] * t / threads[0] for t in threads], ls=":", color="gray", lw=0.8)
+                ax.plot(threads, [y / ys[0] for y in ys], style, marker="o",
+                        color=colours[i % len(colours)], label=f"{b} {sh}")
+        ax.plot(threads, [t / threads[0] for t in threads], ":", color="k", lw=1, label="linear")
         ax.set_xlabel("threads")
-        ax.set_ylabel("GFLOP/s")
+        ax.set_ylabel(f"speed-up over {threads[0]} thread{'s' if threads[0] > 1 else ''}")
         ax.set_xticks(threads)
-        ax.set_title("thread scaling (dotted: linear from the first count)")
-        ax.legend(fontsize=6, ncol=4)
+        ax.set_title(f"thread scaling: {fused} (solid) and onednn (dashed)")
+        ax.legend(fontsize=7, ncol=4)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     print(out)
