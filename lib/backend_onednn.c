@@ -3,9 +3,12 @@
  *
  *   S = scale · Q·Kᵀ      one batched matmul; K is a transposed strided view
  *                         (no copy), the scale is the primitive's output scale
- *   S += mask             a separate in-place binary add (measured faster here
- *                         than a binary post-op on the matmul, see
- *                         ../shared/ONEDNN-NOTES.md); only when there is a mask
+ *   S += mask             a separate in-place binary add; only when there is a
+ *                         mask. FATTN_ONEDNN_MASK=postop adds it as a binary
+ *                         post-op on the matmul instead. Measured here (1 thread,
+ *                         CPU 1): post-op 1.3-1.45x slower on P3, and 450x slower
+ *                         on a causal [4,12,512,512,64] shape, where the matmul
+ *                         fell back to ref:any (ONEDNN_VERBOSE=1)
  *   P = softmax(S)        in place
  *   out = P·V             one batched matmul writing through out's strides
  *
@@ -40,7 +43,7 @@ typedef struct key {
   int64_t B, H, Hkv, Lq, Lk, D, Dv;
   int64_t qs[4], ks[4], vs[4], os[4], ms[4], md[4];
   float scale;
-  int causal, mask, kv_lens, tall;
+  int causal, mask, kv_lens, tall, postop;
 } key;
 
 /* A primitive with the memory descriptors it reports for its arguments (the
@@ -49,6 +52,7 @@ typedef struct key {
 typedef struct prim {
   dnnl_primitive_t p;
   dnnl_memory_desc_t src, src1, dst, scratch; /* src1: weights or the second input */
+  dnnl_memory_desc_t post_src1;               /* the mask, when added as a post-op */
 } prim;
 
 typedef struct entry {
@@ -128,6 +132,11 @@ static key make_key(const fattn__problem *pb) {
   k.scale = pb->scale;
   k.causal = (int)pb->causal;
   k.kv_lens = pb->kv_lens != NULL;
+  /* How the mask is added: a separate in-place binary primitive (default,
+   * measured faster here), or FATTN_ONEDNN_MASK=postop for a binary post-op on
+   * the Q·Kᵀ matmul (kept so that the two can be compared). */
+  const char *mode = getenv("FATTN_ONEDNN_MASK");
+  k.postop = k.mask != MASK_NONE && mode && !strcmp(mode, "postop");
   /* Taller query matrix: heads of a group and positions merge into one stride. */
   k.tall =
       pb->G == 1 || (pb->q.s[1] == pb->Lq * pb->q.s[2] && pb->out.s[1] == pb->Lq * pb->out.s[2]);
@@ -157,6 +166,8 @@ static fattn_status create_primitive(prim *p, const_dnnl_op_desc_t desc,
   query_md(pd, second, second == dnnl_query_src_md ? 1 : 0, &p->src1);
   query_md(pd, dnnl_query_dst_md, 0, &p->dst);
   query_md(pd, dnnl_query_scratchpad_md, 0, &p->scratch);
+  query_md(pd, dnnl_query_exec_arg_md, DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1,
+           &p->post_src1);
   const size_t sz = dnnl_memory_desc_get_size(&p->scratch);
   if (sz > *scratch) *scratch = sz;
   dnnl_status_t s = dnnl_primitive_create(&p->p, pd);
@@ -205,31 +216,11 @@ static fattn_status build(entry *e, const fattn__problem *pb) {
   DNNL_TRY(dnnl_memory_desc_init_by_strides(&e->v_md, 4, vd, dnnl_f32, vs));
   DNNL_TRY(dnnl_memory_desc_init_by_strides(&e->o_md, 4, od, dnnl_f32, os));
 
-  fattn_status st;
-  dnnl_primitive_attr_t attr;
-  DNNL_TRY(dnnl_primitive_attr_create(&attr));
-  dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
-  dnnl_matmul_desc_t mm;
-  dnnl_status_t ds = dnnl_primitive_attr_set_output_scales(attr, 1, 0, &pb->scale);
-  if (ds == dnnl_success) ds = dnnl_matmul_desc_init(&mm, &e->q_md, &e->k_md, NULL, &e->s_md);
-  if (ds != dnnl_success) {
-    dnnl_primitive_attr_destroy(attr);
-    return fattn__error(FATTN_ERROR_BACKEND, "oneDNN: Q·Kᵀ matmul description failed (%d)",
-                        (int)ds);
-  }
-  st = create_primitive(&e->qk, &mm, attr, dnnl_query_weights_md, &e->scratch);
-  dnnl_primitive_attr_destroy(attr);
-  if (st != FATTN_SUCCESS) return st;
-
-  DNNL_TRY(dnnl_primitive_attr_create(&attr));
-  dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
   if (k->mask != MASK_NONE) {
-    /* The mask as [B or 1, Hkv, G·Lq or Lq, Lk] over S. */
+    /* The mask as [B or 1, Hkv or 1, G·Lq or Lq, Lk] over S. */
     dnnl_dims_t md, ms;
     if (k->mask == MASK_USER_F32) {
       const int64_t mb = pb->mask.s[0] ? pb->B : 1, mh = pb->mask.s[1] ? pb->H : 1;
-      /* a head-broadcast mask stays broadcast over kv heads and group rows;
-       * a per-head one needs heads and positions mergeable like q */
       md[0] = mb, md[1] = mh == 1 ? 1 : pb->Hkv, md[2] = rows, md[3] = pb->Lk;
       ms[0] = pb->mask.s[0] ? pb->mask.s[0] : 1;
       ms[1] = mh == 1 ? 1 : pb->G * pb->mask.s[1];
@@ -242,7 +233,40 @@ static fattn_status build(entry *e, const fattn__problem *pb) {
       md[0] = pb->B, md[1] = pb->Hkv, md[2] = rows, md[3] = pb->Lk;
       memcpy(ms, ss, sizeof ms);
     }
+    /* no fix_unit_strides here: a mask laid out like S (same strides, size-1
+     * dims included) is what the in-place binary add computes correctly; a
+     * reordered size-1 stride gave wrong sums for Lq = 1 in the sweep */
     DNNL_TRY(dnnl_memory_desc_init_by_strides(&e->m_md, 4, md, dnnl_f32, ms));
+  }
+
+  fattn_status st;
+  dnnl_primitive_attr_t attr;
+  DNNL_TRY(dnnl_primitive_attr_create(&attr));
+  dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+  dnnl_matmul_desc_t mm;
+  dnnl_status_t ds = dnnl_primitive_attr_set_output_scales(attr, 1, 0, &pb->scale);
+  if (ds == dnnl_success && k->postop) {
+    dnnl_post_ops_t po;
+    ds = dnnl_post_ops_create(&po);
+    if (ds == dnnl_success) {
+      ds = dnnl_post_ops_append_binary(po, dnnl_binary_add, &e->m_md);
+      if (ds == dnnl_success) ds = dnnl_primitive_attr_set_post_ops(attr, po);
+      dnnl_post_ops_destroy(po);
+    }
+  }
+  if (ds == dnnl_success) ds = dnnl_matmul_desc_init(&mm, &e->q_md, &e->k_md, NULL, &e->s_md);
+  if (ds != dnnl_success) {
+    dnnl_primitive_attr_destroy(attr);
+    return fattn__error(FATTN_ERROR_BACKEND, "oneDNN: Q·Kᵀ matmul description failed (%d)",
+                        (int)ds);
+  }
+  st = create_primitive(&e->qk, &mm, attr, dnnl_query_weights_md, &e->scratch);
+  dnnl_primitive_attr_destroy(attr);
+  if (st != FATTN_SUCCESS) return st;
+
+  DNNL_TRY(dnnl_primitive_attr_create(&attr));
+  dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+  if (k->mask != MASK_NONE && !k->postop) {
     dnnl_binary_desc_t bd;
     ds = dnnl_binary_desc_init(&bd, dnnl_binary_add, &e->s_md, &e->m_md, &e->s_md);
     if (ds != dnnl_success) {
@@ -456,16 +480,18 @@ fattn_status fattn__onednn_run(fattn_context *ctx, const fattn__problem *pb) {
     /* Without the tall view, query head g of every group: offset q and out by g heads. */
     float *q = (float *)(pb->q.base) + g * pb->q.s[1];
     float *o = (float *)(pb->out.base) + g * pb->out.s[1];
-    const mem_arg a[] = {{DNNL_ARG_SRC, &e->qk.src, q},
-                         {DNNL_ARG_WEIGHTS, &e->qk.src1, (void *)pb->k.base},
-                         {DNNL_ARG_DST, &e->qk.dst, S},
-                         {DNNL_ARG_SCRATCHPAD, &e->qk.scratch, scratch}};
-    st = exec("Q·Kᵀ matmul", e->qk.p, stream, a, 4);
     if (M) build_mask(pb, tall, g, M); /* the user mask may differ per head */
+    /* per-head masks without the tall view: offset by this group head */
+    float *mp = mask_ptr;
+    if (mp && !tall && e->k.mask == MASK_USER_F32 && pb->mask.s[1]) mp += g * pb->mask.s[1];
+    const mem_arg a[] = {
+        {DNNL_ARG_SRC, &e->qk.src, q},
+        {DNNL_ARG_WEIGHTS, &e->qk.src1, (void *)pb->k.base},
+        {DNNL_ARG_DST, &e->qk.dst, S},
+        {DNNL_ARG_SCRATCHPAD, &e->qk.scratch, scratch},
+        {DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, &e->qk.post_src1, mp}};
+    st = exec("Q·Kᵀ matmul", e->qk.p, stream, a, e->k.postop ? 5 : 4);
     if (st == FATTN_SUCCESS && e->add.p) {
-      /* per-head masks without the tall view: offset by this group head */
-      float *mp = mask_ptr;
-      if (!tall && e->k.mask == MASK_USER_F32 && pb->mask.s[1]) mp += g * pb->mask.s[1];
       const mem_arg b[] = {{DNNL_ARG_SRC_0, &e->add.src, S},
                            {DNNL_ARG_SRC_1, &e->add.src1, mp},
                            {DNNL_ARG_DST, &e->add.dst, S},
