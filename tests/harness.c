@@ -57,11 +57,12 @@ void tcase_describe(const tcase *c, char *buf, size_t n) {
   static const char *data[] = {"uniform", "large", "large_inc"};
   snprintf(buf, n,
            "B=%lld H=%lld Hkv=%lld Lq=%lld Lk=%lld D=%lld Dv=%lld causal=%s mask=%s%s%s kv_lens=%d "
-           "lse=%d layout=%s data=%s%s seed=%llu",
+           "lse=%d layout=%s inner=%lld data=%s%s seed=%llu",
            (long long)c->B, (long long)c->H, (long long)c->Hkv, (long long)c->Lq, (long long)c->Lk,
            (long long)c->D, (long long)c->Dv, causal[c->causal], mask[c->mask],
            c->mask_broadcast ? "(broadcast)" : "", c->mask_empty_rows ? "(empty rows)" : "",
-           c->kv_lens, c->lse, c->layout == LAYOUT_BHSD ? "BHSD" : "BSHD", data[c->data],
+           c->kv_lens, c->lse, c->layout == LAYOUT_BHSD ? "BHSD" : "BSHD",
+           (long long)(c->inner > 1 ? c->inner : 1), data[c->data],
            c->self_attention ? " self-attention(q=k=v)" : "", (unsigned long long)c->seed);
 }
 
@@ -78,7 +79,7 @@ static const unsigned char SENTINEL = 0xA5;
 /* dims [d0, d1, d2, d3] in layout BHSD, or stored as [d0, d2, d1, d3] (BSHD) with
  * `pad` spare elements after each innermost row. */
 static int buf_make(buf *b, fattn_dtype dt, int64_t d0, int64_t d1, int64_t d2, int64_t d3,
-                    tcase_layout layout, int64_t pad) {
+                    tcase_layout layout, int64_t pad, int64_t inner) {
   b->esize = dt == FATTN_U8 ? 1 : 4;
   fattn_tensor *t = &b->t;
   t->dtype = dt;
@@ -86,8 +87,9 @@ static int buf_make(buf *b, fattn_dtype dt, int64_t d0, int64_t d1, int64_t d2, 
   t->dims[1] = d1;
   t->dims[2] = d2;
   t->dims[3] = d3;
-  const int64_t row = d3 + pad;
-  t->strides[3] = 1;
+  if (inner < 1) inner = 1;
+  const int64_t row = d3 * inner + pad;
+  t->strides[3] = inner;
   if (layout == LAYOUT_BHSD) {
     t->strides[2] = row;
     t->strides[1] = d2 * row;
@@ -151,7 +153,7 @@ static int problem_make(problem *p, const tcase *c) {
   uint64_t s = c->seed * 0x2545F4914F6CDD1Dull + 7;
   const int64_t pad = c->layout == LAYOUT_BSHD ? 3 : 0;
   if (c->self_attention) { /* one buffer X seen as q, k and v */
-    if (buf_make(&p->q, FATTN_F32, c->B, c->H, c->Lq, c->D, c->layout, pad)) return -1;
+    if (buf_make(&p->q, FATTN_F32, c->B, c->H, c->Lq, c->D, c->layout, pad, c->inner)) return -1;
     for (int64_t b = 0; b < c->B; b++)
       for (int64_t h = 0; h < c->H; h++)
         for (int64_t i = 0; i < c->Lq; i++)
@@ -163,9 +165,9 @@ static int problem_make(problem *p, const tcase *c) {
     p->scale_eff = 1.0 / sqrt((double)c->D);
     return 0;
   }
-  if (buf_make(&p->q, FATTN_F32, c->B, c->H, c->Lq, c->D, c->layout, pad) ||
-      buf_make(&p->k, FATTN_F32, c->B, c->Hkv, c->Lk, c->D, c->layout, pad) ||
-      buf_make(&p->v, FATTN_F32, c->B, c->Hkv, c->Lk, c->Dv, c->layout, pad))
+  if (buf_make(&p->q, FATTN_F32, c->B, c->H, c->Lq, c->D, c->layout, pad, c->inner) ||
+      buf_make(&p->k, FATTN_F32, c->B, c->Hkv, c->Lk, c->D, c->layout, pad, c->inner) ||
+      buf_make(&p->v, FATTN_F32, c->B, c->Hkv, c->Lk, c->Dv, c->layout, pad, c->inner))
     return -1;
   const int large = c->data != DATA_UNIFORM;
   /* Large data: scale = fl(ln 2), so that the fused kernels' log2-unit scale
@@ -200,7 +202,7 @@ static int problem_make(problem *p, const tcase *c) {
   if (c->mask != MASK_NONE) {
     const int64_t mb = c->mask_broadcast ? 1 : c->B, mh = c->mask_broadcast ? 1 : c->H;
     if (buf_make(&p->mask, c->mask == MASK_U8 ? FATTN_U8 : FATTN_F32, mb, mh, c->Lq, c->Lk,
-                 LAYOUT_BHSD, 0))
+                 LAYOUT_BHSD, 0, 1))
       return -1;
     for (int64_t b = 0; b < mb; b++)
       for (int64_t h = 0; h < mh; h++)
@@ -237,8 +239,8 @@ static void problem_free(problem *p) {
 static fattn_status run_backend(const tcase *c, const problem *p, fattn_backend be,
                                 fattn_context *ctx, buf *out, buf *lse) {
   const int64_t pad = c->layout == LAYOUT_BSHD ? 5 : 0;
-  if (buf_make(out, FATTN_F32, c->B, c->H, c->Lq, c->Dv, c->layout, pad) ||
-      buf_make(lse, FATTN_F32, c->B, c->H, c->Lq, 1, LAYOUT_BHSD, 0))
+  if (buf_make(out, FATTN_F32, c->B, c->H, c->Lq, c->Dv, c->layout, pad, c->inner) ||
+      buf_make(lse, FATTN_F32, c->B, c->H, c->Lq, 1, LAYOUT_BHSD, 0, 1))
     return FATTN_ERROR_OUT_OF_MEMORY;
   /* Poison every element: one the backend forgets to write stays NaN. */
   for (int64_t b = 0; b < c->B; b++)

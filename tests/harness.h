@@ -27,6 +27,7 @@ typedef struct tcase {
   tcase_layout layout;
   tcase_data data;
   int self_attention; /* k and v are views of q's buffer (needs H = Hkv, Lq = Lk, D = Dv) */
+  int64_t inner;      /* innermost stride of q, k, v and out (0 or 1 = contiguous rows) */
   uint64_t seed;
 } tcase;
 

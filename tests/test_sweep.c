@@ -7,7 +7,8 @@
  *  2. pairs:    every (Lq, Lk) pair, head_dim and causal kind rotating;
  *  3. features: random cases over causal kinds × mask kinds (incl. broadcast
  *               and fully masked rows) × kv_lens × GQA 1/2/4/8 × BHSD/BSHD ×
- *               Dv != D × lse × large logits (±1e4, max moving every block). */
+ *               Dv != D × lse × large logits (±1e4, max moving every block) ×
+ *               innermost stride 1 or 2. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -111,6 +112,9 @@ int main(int argc, char **argv) {
     c.kv_lens = rng_int(&r, 0, 2) == 0;
     c.lse = rng_int(&r, 0, 1);
     c.layout = (tcase_layout)rng_int(&r, 0, 1);
+    /* a sixth of the cases: every tensor with innermost stride 2 (the
+     * driver's strided Q / out paths, the kernels' strided K / V reads) */
+    c.inner = rng_int(&r, 0, 5) == 0 ? 2 : 1;
     if (rng_int(&r, 0, 1)) c.Dv = DIMS[rng_int(&r, 0, NDIMS - 1)];
     const int64_t d = rng_int(&r, 0, 9);
     c.data = d < 7 ? DATA_UNIFORM : d < 8 ? DATA_LARGE : DATA_LARGE_INC;
