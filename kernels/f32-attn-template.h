@@ -17,6 +17,7 @@
  *   fa_exp2(x)           the ISA's vector 2^x (softmax works in log2 units)
  *   fa_all_one(x)        nonzero when every lane of x is 1.0f
  *   fa_sel_neginf(c, x, y)  y in the lanes where c is -inf, x elsewhere
+ *   fa_hsum(x) fa_hmax(x)   horizontal sum / max of a vector, as a float
  *   FA_QK_RV, FA_QK_NJ   qk register tile: row vectors × keys
  *   FA_PV_RV, FA_PV_CM   pv register tile: row vectors × output columns
  *   FA_SUFFIX            e.g. avx512 (function and table names)
@@ -203,6 +204,167 @@ static void FA_FN(pv)(int64_t rows, int64_t n, int64_t dv, const float *pt, int6
   }
 }
 
+/* ---- small units (decode): rows row-major, vectors along head_dim ---------------------
+ * m <= FA_SMALL_ROWS rows; K / V rows contiguous. Element tails (d, dv not a
+ * multiple of the vector) are finished in scalar code: no masked access. */
+
+#define FA_SMALL_ROWS 4
+#define FA_SMALL_KEYS 4
+
+/* Up to 4 rows × 4 keys of dot products along d. */
+FA_INLINE void qk_rows_tile(const int M, const int NK, int64_t d, const float *q, const float *k,
+                            int64_t ldk, float *s, int64_t lds) {
+  fa_vec acc[FA_SMALL_ROWS][FA_SMALL_KEYS];
+#pragma GCC unroll 4
+  for (int r = 0; r < M; r++)
+#pragma GCC unroll 4
+    for (int jj = 0; jj < NK; jj++)
+      acc[r][jj] = fa_zero();
+  int64_t p = 0;
+  for (; p + FA_W <= d; p += FA_W) {
+    fa_vec kv[FA_SMALL_KEYS];
+#pragma GCC unroll 4
+    for (int jj = 0; jj < NK; jj++)
+      kv[jj] = fa_loadu(k + jj * ldk + p);
+#pragma GCC unroll 4
+    for (int r = 0; r < M; r++) {
+      const fa_vec qv = fa_loadu(q + r * d + p);
+#pragma GCC unroll 4
+      for (int jj = 0; jj < NK; jj++)
+        acc[r][jj] = fa_fma(qv, kv[jj], acc[r][jj]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < M; r++)
+#pragma GCC unroll 4
+    for (int jj = 0; jj < NK; jj++) {
+      float x = fa_hsum(acc[r][jj]);
+      for (int64_t t = p; t < d; t++)
+        x += q[r * d + t] * k[jj * ldk + t];
+      s[r * lds + jj] = x;
+    }
+}
+
+FA_INLINE void qk_rows_m(const int M, int64_t n, int64_t d, const float *q, const float *k,
+                         int64_t ldk, float *s, int64_t lds) {
+  int64_t j = 0;
+  for (; j + FA_SMALL_KEYS <= n; j += FA_SMALL_KEYS)
+    qk_rows_tile(M, FA_SMALL_KEYS, d, q, k + j * ldk, ldk, s + j, lds);
+  for (; j < n; j++)
+    qk_rows_tile(M, 1, d, q, k + j * ldk, ldk, s + j, lds);
+}
+
+static void FA_FN(qk_rows)(int64_t m, int64_t n, int64_t d, const float *q, const float *k,
+                           int64_t ldk, float *s, int64_t lds) {
+  switch (m) {
+  case 4: qk_rows_m(4, n, d, q, k, ldk, s, lds); break;
+  case 3: qk_rows_m(3, n, d, q, k, ldk, s, lds); break;
+  case 2: qk_rows_m(2, n, d, q, k, ldk, s, lds); break;
+  default: qk_rows_m(1, n, d, q, k, ldk, s, lds); break;
+  }
+}
+
+static void FA_FN(softmax_rows)(int64_t m, int64_t n, float *s, int64_t lds, float *mrow,
+                                float *lrow, float *alpha) {
+  for (int64_t r = 0; r < m; r++) {
+    float *sr = s + r * lds;
+    fa_vec mx = fa_set1(-INFINITY);
+    int64_t j = 0;
+    for (; j + FA_W <= n; j += FA_W)
+      mx = fa_max(mx, fa_loadu(sr + j));
+    float mnew = fa_hmax(mx);
+    for (; j < n; j++)
+      mnew = sr[j] > mnew ? sr[j] : mnew;
+    if (mrow[r] > mnew) mnew = mrow[r];
+    /* rows with nothing to attend yet: base 0 makes P = 2^-inf = 0, alpha 1 */
+    const float base = mnew == -INFINITY ? 0.0f : mnew;
+    const fa_vec bv = fa_set1(base);
+    fa_vec sum = fa_zero();
+    for (j = 0; j + FA_W <= n; j += FA_W) {
+      const fa_vec pv = fa_exp2(fa_sub(fa_loadu(sr + j), bv));
+      fa_storeu(sr + j, pv);
+      sum = fa_add(sum, pv);
+    }
+    float tail = 0.0f;
+    if (j < n) { /* the tail through a local buffer, with the same exp2 */
+      float buf[FA_W];
+      for (int64_t t = 0; t < FA_W; t++)
+        buf[t] = j + t < n ? sr[j + t] : -INFINITY;
+      fa_storeu(buf, fa_exp2(fa_sub(fa_loadu(buf), bv)));
+      for (int64_t t = 0; j + t < n; t++)
+        sr[j + t] = buf[t], tail += buf[t];
+    }
+    float a = 1.0f;
+    if (mnew != -INFINITY) {
+      float buf[FA_W];
+      for (int t = 0; t < FA_W; t++)
+        buf[t] = mrow[r] - mnew;
+      fa_storeu(buf, fa_exp2(fa_loadu(buf)));
+      a = buf[0];
+    }
+    alpha[r] = a;
+    lrow[r] = lrow[r] * a + fa_hsum(sum) + tail;
+    mrow[r] = mnew;
+  }
+}
+
+/* Up to 4 rows × FA_SMALL_CV vectors of O along dv. */
+#define FA_SMALL_CV 4
+FA_INLINE void pv_rows_tile(const int M, const int CV, int64_t n, const float *p, int64_t lds,
+                            const float *v, int64_t ldv, const float *alpha, float *o,
+                            int64_t ldo) {
+  fa_vec acc[FA_SMALL_ROWS][FA_SMALL_CV];
+#pragma GCC unroll 4
+  for (int r = 0; r < M; r++)
+#pragma GCC unroll 4
+    for (int cv = 0; cv < CV; cv++)
+      acc[r][cv] = fa_mul(fa_loadu(o + r * ldo + cv * FA_W), fa_set1(alpha[r]));
+  for (int64_t j = 0; j < n; j++) {
+    fa_vec vv[FA_SMALL_CV];
+#pragma GCC unroll 4
+    for (int cv = 0; cv < CV; cv++)
+      vv[cv] = fa_loadu(v + j * ldv + cv * FA_W);
+#pragma GCC unroll 4
+    for (int r = 0; r < M; r++) {
+      const fa_vec pb = fa_bcast(p + r * lds + j);
+#pragma GCC unroll 4
+      for (int cv = 0; cv < CV; cv++)
+        acc[r][cv] = fa_fma(pb, vv[cv], acc[r][cv]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < M; r++)
+#pragma GCC unroll 4
+    for (int cv = 0; cv < CV; cv++)
+      fa_storeu(o + r * ldo + cv * FA_W, acc[r][cv]);
+}
+
+FA_INLINE void pv_rows_m(const int M, int64_t n, int64_t dv, const float *p, int64_t lds,
+                         const float *v, int64_t ldv, const float *alpha, float *o, int64_t ldo) {
+  int64_t c = 0;
+  for (; c + FA_SMALL_CV * FA_W <= dv; c += FA_SMALL_CV * FA_W)
+    pv_rows_tile(M, FA_SMALL_CV, n, p, lds, v + c, ldv, alpha, o + c, ldo);
+  for (; c + FA_W <= dv; c += FA_W)
+    pv_rows_tile(M, 1, n, p, lds, v + c, ldv, alpha, o + c, ldo);
+  for (; c < dv; c++) /* element tail */
+    for (int r = 0; r < M; r++) {
+      float acc = alpha[r] * o[r * ldo + c];
+      for (int64_t j = 0; j < n; j++)
+        acc += p[r * lds + j] * v[j * ldv + c];
+      o[r * ldo + c] = acc;
+    }
+}
+
+static void FA_FN(pv_rows)(int64_t m, int64_t n, int64_t dv, const float *p, int64_t lds,
+                           const float *v, int64_t ldv, const float *alpha, float *o, int64_t ldo) {
+  switch (m) {
+  case 4: pv_rows_m(4, n, dv, p, lds, v, ldv, alpha, o, ldo); break;
+  case 3: pv_rows_m(3, n, dv, p, lds, v, ldv, alpha, o, ldo); break;
+  case 2: pv_rows_m(2, n, dv, p, lds, v, ldv, alpha, o, ldo); break;
+  default: pv_rows_m(1, n, dv, p, lds, v, ldv, alpha, o, ldo); break;
+  }
+}
+
 /* ---- pack_q / store_o: 8×8 transposes (AVX, present in every x86 table) ---------- */
 
 FA_INLINE void transpose8(__m256 *x) {
@@ -300,6 +462,10 @@ const fattn__kernel_table FA_TABLE = {
     .qk = FA_FN(qk),
     .softmax = FA_FN(softmax),
     .pv = FA_FN(pv),
+    .small_rows = FA_SMALL_ROWS,
+    .qk_rows = FA_FN(qk_rows),
+    .softmax_rows = FA_FN(softmax_rows),
+    .pv_rows = FA_FN(pv_rows),
     .pack_q = FA_FN(pack_q),
     .store_o = FA_FN(store_o),
     .exp2 = FA_FN(exp2),

@@ -46,14 +46,16 @@ static unit_ws layout(const fattn__problem *pb, const fattn__plan *plan, char *b
   return w;
 }
 
-/* Adds the user's mask and the per-row key limit to the tile St[n × rows]
- * (row r of the unit is query head hk·G + r / bq, position i0 + r % bq). */
+/* Adds the user's mask and the per-row key limit to the score tile: element
+ * (row r, key j) at st[r·srow + j·lds] (srow = 1 for the key-major St of the
+ * row-vector kernels, the row stride for the row-major S of the small ones).
+ * Row r of the unit is query head hk·G + r / bq, position i0 + r % bq. */
 static void mask_tile(const fattn__problem *pb, int64_t b, int64_t hk, int64_t i0, int64_t bq,
-                      int64_t j0, int64_t n, int limits, float *st, int64_t lds) {
+                      int64_t j0, int64_t n, int limits, float *st, int64_t srow, int64_t lds) {
   const int64_t rows = pb->G * bq;
   for (int64_t r = 0; r < rows; r++) {
     const int64_t g = r / bq, i = i0 + r % bq, h = hk * pb->G + g;
-    float *sr = st + r;
+    float *sr = st + r * srow;
     if (pb->has_mask) {
       const int64_t off = fattn__mask_row(pb, b, h, i) + j0 * pb->mask.s[3], ms = pb->mask.s[3];
       if (pb->mask_dtype == FATTN_U8) {
@@ -74,11 +76,52 @@ static void mask_tile(const fattn__problem *pb, int64_t b, int64_t hk, int64_t i
   }
 }
 
+/* A unit of at most t->small_rows rows (decode: the G heads of one query
+ * position) with contiguous K / V rows: rows row-major, vectors along
+ * head_dim (kernel.h), so no lane of a row vector idles. */
+static void run_unit_small(const fattn__problem *pb, const fattn__kernel_table *t,
+                           const fattn__plan *plan, const unit_ws *w, int64_t b, int64_t hk,
+                           int64_t i0, int64_t bq) {
+  const int64_t G = pb->G, D = pb->D, Dv = pb->Dv, bn = plan->bn, rows = G * bq;
+  const int64_t jhi = fattn__row_limit(pb, b, i0 + bq - 1), jlo_all = fattn__row_limit(pb, b, i0);
+  const float qscale = pb->scale * FATTN__LOG2E;
+  for (int64_t r = 0; r < rows; r++) {
+    const float *src = fattn__ptr(&pb->q, b, hk * G + r / bq, i0 + r % bq, 0);
+    for (int64_t p = 0; p < D; p++)
+      w->qt[r * D + p] = src[p * pb->q.s[3]] * qscale;
+    w->m[r] = -INFINITY;
+    w->l[r] = 0.0f;
+  }
+  memset(w->ot, 0, (size_t)(rows * Dv) * sizeof(float));
+  const float *kbase = fattn__ptr(&pb->k, b, hk, 0, 0), *vbase = fattn__ptr(&pb->v, b, hk, 0, 0);
+  for (int64_t j0 = 0; j0 < jhi; j0 += bn) {
+    const int64_t n = jhi - j0 < bn ? jhi - j0 : bn;
+    t->qk_rows(rows, n, D, w->qt, kbase + j0 * pb->k.s[2], pb->k.s[2], w->st, bn);
+    const int straddles = j0 + n > jlo_all;
+    if (pb->has_mask || straddles) mask_tile(pb, b, hk, i0, bq, j0, n, straddles, w->st, bn, 1);
+    t->softmax_rows(rows, n, w->st, bn, w->m, w->l, w->alpha);
+    t->pv_rows(rows, n, Dv, w->st, bn, vbase + j0 * pb->v.s[2], pb->v.s[2], w->alpha, w->ot, Dv);
+  }
+  for (int64_t r = 0; r < rows; r++) {
+    const int64_t h = hk * G + r / bq, i = i0 + r % bq;
+    const float l = w->l[r], inv = l == 0.0f ? 0.0f : 1.0f / l; /* l = 0: no key attended */
+    float *orow = fattn__out_row(pb, b, h, i);
+    for (int64_t c = 0; c < Dv; c++)
+      orow[c * pb->out.s[3]] = w->ot[r * Dv + c] * inv;
+    if (pb->has_lse)
+      *fattn__lse_at(pb, b, h, i) = l == 0.0f ? -INFINITY : FATTN__LN2 * (w->m[r] + log2f(l));
+  }
+}
+
 static void run_unit(const fattn__problem *pb, const fattn__kernel_table *t,
                      const fattn__plan *plan, const unit_ws *w, int64_t b, int64_t hk, int64_t i0) {
   const int64_t G = pb->G, D = pb->D, Dv = pb->Dv, bn = plan->bn, rp = plan->rows_pad;
   const int64_t bq = pb->Lq - i0 < plan->bm ? pb->Lq - i0 : plan->bm;
   const int64_t rows = G * bq;
+  if (rows <= t->small_rows && pb->k.s[3] <= 1 && pb->v.s[3] <= 1) {
+    run_unit_small(pb, t, plan, w, b, hk, i0, bq);
+    return;
+  }
   /* Row limits grow with i: the last row bounds the keys of the whole unit. */
   const int64_t jhi = fattn__row_limit(pb, b, i0 + bq - 1);
   const int64_t jlo_all = fattn__row_limit(pb, b, i0); /* keys below this: no row masked */
@@ -111,7 +154,7 @@ static void run_unit(const fattn__problem *pb, const fattn__kernel_table *t,
     const int64_t n = jhi - j0 < bn ? jhi - j0 : bn;
     t->qk(rp, n, D, w->qt, kbase + j0 * pb->k.s[2], pb->k.s[2], pb->k.s[3], w->st, rp);
     const int straddles = j0 + n > jlo_all;
-    if (pb->has_mask || straddles) mask_tile(pb, b, hk, i0, bq, j0, n, straddles, w->st, rp);
+    if (pb->has_mask || straddles) mask_tile(pb, b, hk, i0, bq, j0, n, straddles, w->st, 1, rp);
     t->softmax(rp, n, w->st, rp, w->m, w->l, w->alpha);
     t->pv(rp, n, Dv, w->st, rp, vbase + j0 * pb->v.s[2], pb->v.s[2], pb->v.s[3], w->alpha, w->ot,
           rp);

@@ -64,6 +64,23 @@ typedef struct fattn__kernel_table {
   void (*store_o)(int64_t m, int64_t dv, const float *ot, int64_t ldo, const float *inv, float *dst,
                   int64_t ldd);
 
+  /* Units with at most `small_rows` rows (decode: the G query heads of one
+   * position) use the row-major functions below instead, when K and V rows are
+   * contiguous: vectors then run along head_dim, not over rows, so no lane
+   * idles. 0: the table has none. Layouts (m <= small_rows):
+   *   Q  m × d row-major (ld d), scaled like Qt;  S / P  m × lds row-major;
+   *   O  m × ldo row-major;  K and V rows at k + j·ldk, v + j·ldv, contiguous. */
+  int small_rows;
+  /* S[r][j] = Σ_p Q[r][p] · K[j][p]. */
+  void (*qk_rows)(int64_t m, int64_t n, int64_t d, const float *q, const float *k, int64_t ldk,
+                  float *s, int64_t lds);
+  /* The online-softmax step of `softmax`, on row-major S. */
+  void (*softmax_rows)(int64_t m, int64_t n, float *s, int64_t lds, float *mrow, float *lrow,
+                       float *alpha);
+  /* O[r][c] = alpha[r] · O[r][c] + Σ_j P[r][j] · V[j][c]. */
+  void (*pv_rows)(int64_t m, int64_t n, int64_t dv, const float *p, int64_t lds, const float *v,
+                  int64_t ldv, const float *alpha, float *o, int64_t ldo);
+
   /* y[i] = 2^x[i] with this table's vector exp2 (for its error test). */
   void (*exp2)(int64_t n, const float *x, float *y);
 } fattn__kernel_table;

@@ -183,6 +183,101 @@ static void test_pv(const fattn__kernel_table *t) {
           }
 }
 
+/* The small-unit (row-major) functions: m = 1..small_rows, keys and columns
+ * around their tiles (4 keys, 4 vectors of dv) and the vector width, head_dim
+ * with element tails; prime row strides; guard bands. */
+static void test_rows(const fattn__kernel_table *t) {
+  if (!t->small_rows) return;
+  static const int64_t dims[] = {1, 3, 15, 16, 17, 33, 64, 65, 130};
+  for (int64_t m = 1; m <= t->small_rows; m++)
+    for (int64_t n = 1; n <= 21; n += 4)
+      for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
+        const int64_t d = dims[di], ldk = d + 3, lds = n + 5, ldo = d + 7;
+        float *q = guarded(m * d), *k = guarded(n * ldk), *s = guarded(m * lds);
+        float *o = guarded(m * ldo), *mr = guarded(m), *lr = guarded(m), *al = guarded(m);
+        double *ref = malloc((size_t)(m * n) * sizeof(double));
+        for (int64_t i = 0; i < m * d; i++)
+          q[i] = rnd();
+        for (int64_t i = 0; i < n * ldk; i++)
+          k[i] = rnd();
+        for (int64_t i = 0; i < m * lds; i++)
+          s[i] = POISON;
+        t->qk_rows(m, n, d, q, k, ldk, s, lds);
+        int ok = guards_intact(s, m * lds) && guards_intact(q, m * d) && guards_intact(k, n * ldk);
+        for (int64_t r = 0; r < m; r++)
+          for (int64_t j = 0; j < lds; j++) {
+            if (j >= n) {
+              ok &= s[r * lds + j] == POISON;
+              continue;
+            }
+            double acc = 0, mag = 0;
+            for (int64_t p = 0; p < d; p++) {
+              acc += (double)q[r * d + p] * k[j * ldk + p];
+              mag += fabs((double)q[r * d + p] * k[j * ldk + p]);
+            }
+            ref[r * n + j] = acc;
+            ok &= fabs(s[r * lds + j] - acc) <= (double)(d + 1) * FLT_EPSILON * mag + 1e-30;
+          }
+        EXPECT(ok, "%s qk_rows m=%lld n=%lld d=%lld", t->name, (long long)m, (long long)n,
+               (long long)d);
+        /* softmax_rows from a later block (finite m) with a masked key */
+        float m0[8], l0[8];
+        for (int64_t r = 0; r < m; r++) {
+          m0[r] = mr[r] = r == 0 ? -INFINITY : (float)rnd();
+          l0[r] = lr[r] = r == 0 ? 0.0f : 1.0f;
+          s[r * lds + (r % n)] = -INFINITY;
+        }
+        float *s0 = malloc((size_t)(m * lds) * sizeof(float));
+        memcpy(s0, s, (size_t)(m * lds) * sizeof(float));
+        t->softmax_rows(m, n, s, lds, mr, lr, al);
+        int oks = guards_intact(s, m * lds) && guards_intact(mr, m) && guards_intact(lr, m);
+        for (int64_t r = 0; r < m; r++) {
+          double mx = m0[r], sum = 0;
+          for (int64_t j = 0; j < n; j++)
+            mx = fmax(mx, s0[r * lds + j]);
+          const double base = mx == -INFINITY ? 0 : mx;
+          for (int64_t j = 0; j < n; j++) {
+            const double arg = s0[r * lds + j] - base, p = exp2(arg);
+            sum += p;
+            oks &= p == 0.0 ? s[r * lds + j] == 0.0f
+                            : fabs(s[r * lds + j] - p) <= (4 + fabs(arg)) * FLT_EPSILON * p;
+          }
+          const double alpha = mx == -INFINITY ? 1 : m0[r] == -INFINITY ? 0 : exp2(m0[r] - mx);
+          oks &= mr[r] == (float)mx;
+          oks &= mx == -INFINITY ? al[r] == 1.0f /* still empty */
+                 : alpha == 0    ? al[r] == 0.0f /* first keys: m0 = -inf */
+                              : fabs(al[r] - alpha) <= (4 + fabs(m0[r] - mx)) * FLT_EPSILON * alpha;
+          oks &=
+              fabs(lr[r] - (alpha * l0[r] + sum)) <= (n + 28) * FLT_EPSILON * (alpha * l0[r] + sum);
+        }
+        EXPECT(oks, "%s softmax_rows m=%lld n=%lld", t->name, (long long)m, (long long)n);
+        /* pv_rows with dv = d: O = alpha·O + P·V, V = K's rows */
+        for (int64_t r = 0; r < m; r++)
+          for (int64_t c = 0; c < ldo; c++)
+            o[r * ldo + c] = c < d ? rnd() : POISON;
+        double *oref = malloc((size_t)(m * d) * sizeof(double));
+        for (int64_t r = 0; r < m; r++)
+          for (int64_t c = 0; c < d; c++) {
+            double acc = (double)al[r] * o[r * ldo + c];
+            for (int64_t j = 0; j < n; j++)
+              acc += (double)s[r * lds + j] * k[j * ldk + c];
+            oref[r * d + c] = acc;
+          }
+        t->pv_rows(m, n, d, s, lds, k, ldk, al, o, ldo);
+        int okp = guards_intact(o, m * ldo);
+        for (int64_t r = 0; r < m; r++)
+          for (int64_t c = 0; c < ldo; c++)
+            okp &= c < d ? fabs(o[r * ldo + c] - oref[r * d + c]) <=
+                               (n + 4) * FLT_EPSILON * (fabs(oref[r * d + c]) + n + 1)
+                         : o[r * ldo + c] == POISON;
+        EXPECT(okp, "%s pv_rows m=%lld n=%lld dv=%lld", t->name, (long long)m, (long long)n,
+               (long long)d);
+        checks += 3;
+        free(ref), free(s0), free(oref);
+        unguard(q), unguard(k), unguard(s), unguard(o), unguard(mr), unguard(lr), unguard(al);
+      }
+}
+
 static void test_transposes(const fattn__kernel_table *t) {
   for (int64_t m = 1; m <= 19; m++)
     for (int64_t d = 1; d <= 19; d++) {
@@ -287,6 +382,7 @@ int main(void) {
     test_qk(t);
     test_softmax(t);
     test_pv(t);
+    test_rows(t);
     test_transposes(t);
     test_exp2(t);
     printf("%-7s %d kernel checks, %d failed\n", t->name, checks - before, g_failures - fails);

@@ -8,6 +8,20 @@
 
 #include "exp2-avx2.h"
 
+static inline float fattn__hsum_avx2(__m256 x) {
+  __m128 h = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_add_ss(h, _mm_movehdup_ps(h));
+  return _mm_cvtss_f32(h);
+}
+
+static inline float fattn__hmax_avx2(__m256 x) {
+  __m128 h = _mm_max_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+  h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_max_ss(h, _mm_movehdup_ps(h));
+  return _mm_cvtss_f32(h);
+}
+
 #define FA_W 8
 #define fa_vec __m256
 #define fa_zero() _mm256_setzero_ps()
@@ -27,6 +41,8 @@
   (_mm256_movemask_ps(_mm256_cmp_ps((x), _mm256_set1_ps(1.0f), _CMP_EQ_OQ)) == 0xFF)
 #define fa_sel_neginf(c, x, y)                                                                     \
   _mm256_blendv_ps((x), (y), _mm256_cmp_ps((c), _mm256_set1_ps(-INFINITY), _CMP_EQ_OQ))
+#define fa_hsum(x) fattn__hsum_avx2(x)
+#define fa_hmax(x) fattn__hmax_avx2(x)
 #define FA_QK_RV 3
 #define FA_QK_NJ 4
 #define FA_PV_RV 3

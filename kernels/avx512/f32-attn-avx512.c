@@ -26,6 +26,8 @@
 #define fa_all_one(x) (_mm512_cmp_ps_mask((x), _mm512_set1_ps(1.0f), _CMP_EQ_OQ) == 0xFFFF)
 #define fa_sel_neginf(c, x, y)                                                                     \
   _mm512_mask_blend_ps(_mm512_cmp_ps_mask((c), _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ), (x), (y))
+#define fa_hsum(x) _mm512_reduce_add_ps(x)
+#define fa_hmax(x) _mm512_reduce_max_ps(x)
 #define FA_QK_RV 4
 #define FA_QK_NJ 6
 #define FA_PV_RV 2
