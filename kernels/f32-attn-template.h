@@ -33,31 +33,45 @@
 #define FA_FN(name) FA_CAT(FA_CAT(fattn_f32_, name), FA_CAT(_ukernel__, FA_SUFFIX))
 #define FA_INLINE static inline __attribute__((always_inline))
 
+/* ---- the register tile shared by qk and pv -------------------------------------------
+ * acc[a][rv] += X[t][rv] · Y[t][a] for t < count: per step, RV row vectors of X
+ * are loaded (x advances by ldx) and each of the NA elements of Y (y advances
+ * by ldy, element a at y + a·sa) is broadcast once. qk runs it with X = Qt,
+ * Y = K (t over head_dim, a over keys); pv with X = P, Y = V (t over keys, a
+ * over output columns). The array is sized for the larger of the two tiles;
+ * after unrolling only constant indices reach it, so it lives in registers. */
+#define FA_ACC_A (FA_QK_NJ > FA_PV_CM ? FA_QK_NJ : FA_PV_CM)
+#define FA_ACC_RV (FA_QK_RV > FA_PV_RV ? FA_QK_RV : FA_PV_RV)
+
+FA_INLINE void outer_acc(const int RV, const int NA, int64_t count, const float *x, int64_t ldx,
+                         const float *y, int64_t ldy, int64_t sa, fa_vec acc[FA_ACC_A][FA_ACC_RV]) {
+  for (int64_t t = 0; t < count; t++, x += ldx, y += ldy) {
+    fa_vec xv[FA_ACC_RV];
+#pragma GCC unroll 8
+    for (int rv = 0; rv < RV; rv++)
+      xv[rv] = fa_load(x + rv * FA_W);
+#pragma GCC unroll 16
+    for (int a = 0; a < NA; a++) {
+      const fa_vec yb = fa_bcast(y + a * sa);
+#pragma GCC unroll 8
+      for (int rv = 0; rv < RV; rv++)
+        acc[a][rv] = fa_fma(xv[rv], yb, acc[a][rv]);
+    }
+  }
+}
+
 /* ---- qk: St[j][r] = Σ_p Qt[p][r] · K[j][p] ------------------------------------ */
 
 /* One register tile: RV row vectors × NJ keys, the whole reduction over d. */
 FA_INLINE void qk_tile(const int RV, const int NJ, int64_t d, const float *qt, int64_t rows,
                        const float *k, int64_t ldk, int64_t sk, float *st, int64_t lds) {
-  fa_vec acc[FA_QK_NJ][FA_QK_RV];
+  fa_vec acc[FA_ACC_A][FA_ACC_RV];
 #pragma GCC unroll 16
   for (int jj = 0; jj < NJ; jj++)
 #pragma GCC unroll 8
     for (int rv = 0; rv < RV; rv++)
       acc[jj][rv] = fa_zero();
-  const float *kp = k, *qp = qt;
-  for (int64_t p = 0; p < d; p++, kp += sk, qp += rows) {
-    fa_vec q[FA_QK_RV];
-#pragma GCC unroll 8
-    for (int rv = 0; rv < RV; rv++)
-      q[rv] = fa_load(qp + rv * FA_W);
-#pragma GCC unroll 16
-    for (int jj = 0; jj < NJ; jj++) {
-      const fa_vec kb = fa_bcast(kp + jj * ldk);
-#pragma GCC unroll 8
-      for (int rv = 0; rv < RV; rv++)
-        acc[jj][rv] = fa_fma(q[rv], kb, acc[jj][rv]);
-    }
-  }
+  outer_acc(RV, NJ, d, qt, rows, k, sk, ldk, acc);
 #pragma GCC unroll 16
   for (int jj = 0; jj < NJ; jj++)
 #pragma GCC unroll 8
@@ -142,7 +156,7 @@ static void FA_FN(softmax)(int64_t rows, int64_t n, float *st, int64_t lds, floa
 FA_INLINE void pv_tile(const int RV, const int CM, int64_t n, const float *pt, int64_t lds,
                        const float *v, int64_t ldv, int64_t sv, const float *alpha, int moved,
                        float *ot, int64_t ldo) {
-  fa_vec acc[FA_PV_CM][FA_PV_RV];
+  fa_vec acc[FA_ACC_A][FA_ACC_RV];
 #pragma GCC unroll 16
   for (int cc = 0; cc < CM; cc++)
 #pragma GCC unroll 8
@@ -150,20 +164,7 @@ FA_INLINE void pv_tile(const int RV, const int CM, int64_t n, const float *pt, i
       acc[cc][rv] = fa_load(ot + cc * ldo + rv * FA_W);
       if (moved) acc[cc][rv] = fa_mul(acc[cc][rv], fa_load(alpha + rv * FA_W));
     }
-  const float *vj = v, *pj = pt;
-  for (int64_t j = 0; j < n; j++, vj += ldv, pj += lds) {
-    fa_vec p[FA_PV_RV];
-#pragma GCC unroll 8
-    for (int rv = 0; rv < RV; rv++)
-      p[rv] = fa_load(pj + rv * FA_W);
-#pragma GCC unroll 16
-    for (int cc = 0; cc < CM; cc++) {
-      const fa_vec vb = fa_bcast(vj + cc * sv);
-#pragma GCC unroll 8
-      for (int rv = 0; rv < RV; rv++)
-        acc[cc][rv] = fa_fma(p[rv], vb, acc[cc][rv]);
-    }
-  }
+  outer_acc(RV, CM, n, pt, lds, v, ldv, sv, acc);
 #pragma GCC unroll 16
   for (int cc = 0; cc < CM; cc++)
 #pragma GCC unroll 8
