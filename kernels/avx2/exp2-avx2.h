@@ -13,20 +13,22 @@
 
 #include <immintrin.h>
 
+#include "../exp2-coeffs.h"
+
 static inline __m256 fattn__exp2_avx2(__m256 x) {
   const __m256 lo = _mm256_set1_ps(-126.0f), hi = _mm256_set1_ps(127.0f);
   const __m256 keep = _mm256_cmp_ps(x, lo, _CMP_NLT_UQ); /* x >= -126, or NaN */
   x = _mm256_min_ps(hi, _mm256_max_ps(lo, x));           /* NaN passes through */
   const __m256 k = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   const __m256 r = _mm256_sub_ps(x, k);
-  __m256 p = _mm256_set1_ps(1.5252733804e-5f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.5403530393e-4f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3333558146e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(9.6181291076e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.5504108665e-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(2.4022650696e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(6.9314718056e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  __m256 p = _mm256_set1_ps(FATTN__EXP2_C7);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(FATTN__EXP2_C6));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(FATTN__EXP2_C5));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(FATTN__EXP2_C4));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(FATTN__EXP2_C3));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(FATTN__EXP2_C2));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(FATTN__EXP2_C1));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(FATTN__EXP2_C0));
   /* 2^k for k in [-126, 127]: (k + 127) << 23 in the exponent field. */
   const __m256i e =
       _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);

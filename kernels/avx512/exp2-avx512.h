@@ -15,20 +15,22 @@
 
 #include <immintrin.h>
 
+#include "../exp2-coeffs.h"
+
 static inline __m512 fattn__exp2_avx512(__m512 x) {
   const __m512 lo = _mm512_set1_ps(-126.0f);
   const __mmask16 under = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
   x = _mm512_max_ps(lo, x); /* NaN passes through (second operand) */
   const __m512 k = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   const __m512 r = _mm512_sub_ps(x, k);
-  __m512 p = _mm512_set1_ps(1.5252733804e-5f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.5403530393e-4f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3333558146e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(9.6181291076e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.5504108665e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(2.4022650696e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(6.9314718056e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  __m512 p = _mm512_set1_ps(FATTN__EXP2_C7);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(FATTN__EXP2_C6));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(FATTN__EXP2_C5));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(FATTN__EXP2_C4));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(FATTN__EXP2_C3));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(FATTN__EXP2_C2));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(FATTN__EXP2_C1));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(FATTN__EXP2_C0));
   return _mm512_maskz_scalef_ps(~under, p, k);
 }
 
