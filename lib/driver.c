@@ -23,13 +23,23 @@
 #define FATTN__LN2 0.693147180559945309f
 #include "internal.h"
 
+/* 1 / l for the final O / l; a row that attended no key (l = 0, m stayed
+ * -inf) gets zeros. */
+static inline float row_inv(float l) { return l == 0.0f ? 0.0f : 1.0f / l; }
+
+/* lse = ln(Σ e^s) = ln2 · (m + log2 l), with m in log2 units; -inf for a row
+ * that attended no key. */
+static inline float row_lse(float m, float l) {
+  return l == 0.0f ? -INFINITY : FATTN__LN2 * (m + log2f(l));
+}
+
 typedef struct unit_ws {
   float *qt, *st, *ot, *m, *l, *alpha;
 } unit_ws;
 
 static float *carve(char **p, int64_t floats) {
   float *r = (float *)*p;
-  *p += fattn__round_up(floats * 4, 64);
+  *p += fattn__ws_piece_bytes(floats);
   return r;
 }
 
@@ -104,12 +114,11 @@ static void run_unit_small(const fattn__problem *pb, const fattn__kernel_table *
   }
   for (int64_t r = 0; r < rows; r++) {
     const int64_t h = hk * G + r / bq, i = i0 + r % bq;
-    const float l = w->l[r], inv = l == 0.0f ? 0.0f : 1.0f / l; /* l = 0: no key attended */
+    const float inv = row_inv(w->l[r]);
     float *orow = fattn__out_row(pb, b, h, i);
     for (int64_t c = 0; c < Dv; c++)
       orow[c * pb->out.s[3]] = w->ot[r * Dv + c] * inv;
-    if (pb->has_lse)
-      *fattn__lse_at(pb, b, h, i) = l == 0.0f ? -INFINITY : FATTN__LN2 * (w->m[r] + log2f(l));
+    if (pb->has_lse) *fattn__lse_at(pb, b, h, i) = row_lse(w->m[r], w->l[r]);
   }
 }
 
@@ -163,7 +172,7 @@ static void run_unit(const fattn__problem *pb, const fattn__kernel_table *t,
   /* O / l back to row-major `out` (alpha is free now: it holds 1 / l). */
   float *inv = w->alpha;
   for (int64_t r = 0; r < rows; r++)
-    inv[r] = w->l[r] == 0.0f ? 0.0f : 1.0f / w->l[r];
+    inv[r] = row_inv(w->l[r]);
   for (int64_t g = 0; g < G; g++) {
     const int64_t h = hk * G + g;
     float *dst = fattn__out_row(pb, b, h, i0);
@@ -175,12 +184,8 @@ static void run_unit(const fattn__problem *pb, const fattn__kernel_table *t,
           dst[r * pb->out.s[2] + c * pb->out.s[3]] = w->ot[c * rp + g * bq + r] * inv[g * bq + r];
     }
     if (pb->has_lse)
-      for (int64_t r = 0; r < bq; r++) {
-        const float l = w->l[g * bq + r]; /* l = 0: no key attended, m stayed -inf */
-        /* lse = ln(Σ e^s) = ln2 · (m + log2 l), m in log2 units */
-        *fattn__lse_at(pb, b, h, i0 + r) =
-            l == 0.0f ? -INFINITY : FATTN__LN2 * (w->m[g * bq + r] + log2f(l));
-      }
+      for (int64_t r = 0; r < bq; r++)
+        *fattn__lse_at(pb, b, h, i0 + r) = row_lse(w->m[g * bq + r], w->l[g * bq + r]);
   }
 }
 

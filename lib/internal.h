@@ -96,6 +96,11 @@ typedef struct fattn__plan {
   int nthreads;
 } fattn__plan;
 
+/* Bytes one workspace piece of `floats` floats takes: every piece starts on a
+ * 64-byte boundary. plan.c sizes the workspace and driver.c carves it with
+ * this one rule. */
+static inline int64_t fattn__ws_piece_bytes(int64_t floats) { return (floats * 4 + 63) / 64 * 64; }
+
 /* block_keys / block_queries: 0 = derive from the caches (see plan.c). */
 fattn_status fattn__make_plan(const fattn__problem *pb, const fattn__kernel_table *t, int nthreads,
                               int64_t block_keys, int64_t block_queries,

@@ -15,9 +15,6 @@
 #define FATTN__MAX_BN 512
 #define FATTN__BN_STEP 16
 #define FATTN__MAX_USER_BN 8192
-#define FATTN__ALIGN 64
-
-static int64_t align_bytes(int64_t floats) { return fattn__round_up(floats * 4, FATTN__ALIGN); }
 
 fattn_status fattn__make_plan(const fattn__problem *pb, const fattn__kernel_table *t, int nthreads,
                               int64_t block_keys, int64_t block_queries,
@@ -47,7 +44,8 @@ fattn_status fattn__make_plan(const fattn__problem *pb, const fattn__kernel_tabl
   const int64_t pieces[] = {rows * pb->D, rows * bn, rows * pb->Dv, rows, rows, rows};
   int64_t bytes = 0;
   for (size_t i = 0; i < sizeof pieces / sizeof pieces[0]; i++)
-    if (pieces[i] > INT64_MAX / 8 || !fattn__add_ok(bytes, align_bytes(pieces[i]), &bytes))
+    if (pieces[i] > INT64_MAX / 8 ||
+        !fattn__add_ok(bytes, fattn__ws_piece_bytes(pieces[i]), &bytes))
       return fattn__error(FATTN_ERROR_OVERFLOW, "workspace size overflows (D = %lld, Dv = %lld)",
                           (long long)pb->D, (long long)pb->Dv);
   plan->per_thread_bytes = bytes;
