@@ -480,7 +480,9 @@ fattn_status fattn__onednn_run(fattn_context *ctx, const fattn__problem *pb) {
     /* Without the tall view, query head g of every group: offset q and out by g heads. */
     float *q = (float *)(pb->q.base) + g * pb->q.s[1];
     float *o = (float *)(pb->out.base) + g * pb->out.s[1];
-    if (M) build_mask(pb, tall, g, M); /* the user mask may differ per head */
+    /* rebuilt for another group head only when a per-head user mask makes it
+     * differ (causal and kv_lens do not depend on the head) */
+    if (M && (g == 0 || (pb->has_mask && pb->mask.s[1] != 0))) build_mask(pb, tall, g, M);
     /* per-head masks without the tall view: offset by this group head */
     float *mp = mask_ptr;
     if (mp && !tall && e->k.mask == MASK_USER_F32 && pb->mask.s[1]) mp += g * pb->mask.s[1];
