@@ -51,7 +51,7 @@ fattn_status fattn_sdpa_workspace_size(fattn_context *ctx, const fattn_tensor *q
   fattn__plan plan;
   fattn_status st = prepare(ctx, q, k, v, out, params, &pb, &c, &t, &plan);
   if (st != FATTN_SUCCESS) return st;
-  *bytes = t ? (size_t)plan.per_thread_bytes * (size_t)plan.nthreads : 0;
+  *bytes = t ? (size_t)plan.total_bytes : 0;
   return FATTN_SUCCESS;
 }
 
@@ -76,7 +76,7 @@ fattn_status fattn_sdpa(fattn_context *ctx, const fattn_tensor *q, const fattn_t
   }
   int slot;
   void *ws;
-  const size_t bytes = (size_t)plan.per_thread_bytes * (size_t)plan.nthreads;
+  const size_t bytes = (size_t)plan.total_bytes;
   if ((st = fattn__workspace_acquire(c, bytes, &slot, &ws)) != FATTN_SUCCESS) return st;
   fattn__driver_run(&pb, t, &plan, ws);
   if (slot < 0)

@@ -93,6 +93,11 @@ typedef struct fattn__plan {
   int64_t bn;       /* keys per block */
   int64_t rows_pad; /* G·bm rounded up to the table's rw */
   int64_t per_thread_bytes;
+  int64_t nchunks;     /* key chunks per unit (split-KV); 1 = no split */
+  int64_t chunk;       /* keys per chunk, a multiple of bn (Lk when not split) */
+  int64_t items;       /* units × nchunks: the parallel loop's trip count */
+  int64_t slot_bytes;  /* one partial result (nchunks > 1), after the per-thread pieces */
+  int64_t total_bytes; /* the whole workspace: per_thread_bytes × nthreads + partials */
   int nthreads;
 } fattn__plan;
 

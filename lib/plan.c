@@ -15,6 +15,13 @@
 #define FATTN__MAX_BN 512
 #define FATTN__BN_STEP 16
 #define FATTN__MAX_USER_BN 8192
+/* Split-KV (flash-decoding): a problem with fewer units than this splits its
+ * keys into chunks so that units × chunks reaches it, with chunks of at least
+ * max(bn, FATTN__MIN_CHUNK) keys. Both depend on the problem and the caches,
+ * never on the thread count, so the results do not either. 64 work items keep
+ * up to 32 cores busy with at least two items each. */
+#define FATTN__SPLIT_ITEMS 64
+#define FATTN__MIN_CHUNK 256
 
 fattn_status fattn__make_plan(const fattn__problem *pb, const fattn__kernel_table *t, int nthreads,
                               int64_t block_keys, int64_t block_queries,
@@ -50,11 +57,30 @@ fattn_status fattn__make_plan(const fattn__problem *pb, const fattn__kernel_tabl
                           (long long)pb->D, (long long)pb->Dv);
   plan->per_thread_bytes = bytes;
 
+  /* Few units (decode, short query blocks over long keys): split the keys. */
   const int64_t units = pb->B * pb->Hkv * ((pb->Lq + bq - 1) / bq);
-  plan->nthreads = nthreads < 1 ? 1 : nthreads;
-  if (units < plan->nthreads) plan->nthreads = (int)units;
-  int64_t total;
-  if (!fattn__mul_ok(bytes, plan->nthreads, &total))
+  const int64_t min_chunk = bn > FATTN__MIN_CHUNK ? bn : FATTN__MIN_CHUNK;
+  int64_t nchunks = 1, chunk = pb->Lk;
+  if (units < FATTN__SPLIT_ITEMS && pb->Lk >= 2 * min_chunk) {
+    int64_t want = (FATTN__SPLIT_ITEMS + units - 1) / units, most = pb->Lk / min_chunk;
+    nchunks = want < most ? want : most;
+    chunk = fattn__round_up((pb->Lk + nchunks - 1) / nchunks, bn); /* whole key blocks */
+    nchunks = (pb->Lk + chunk - 1) / chunk;
+  }
+  plan->nchunks = nchunks;
+  plan->chunk = chunk;
+  plan->items = units * nchunks; /* units < 64 when split: no overflow */
+  /* Partial results, one slot per (unit, chunk): O / l (rows × Dv), m and l. */
+  plan->slot_bytes = nchunks > 1 ? fattn__ws_piece_bytes(rows * (pb->Dv + 2)) : 0;
+  int64_t partial = 0;
+  if (!fattn__mul_ok(plan->slot_bytes, plan->items, &partial))
     return fattn__error(FATTN_ERROR_OVERFLOW, "workspace size overflows");
+
+  plan->nthreads = nthreads < 1 ? 1 : nthreads;
+  if (plan->items < plan->nthreads) plan->nthreads = (int)plan->items;
+  int64_t total;
+  if (!fattn__mul_ok(bytes, plan->nthreads, &total) || !fattn__add_ok(total, partial, &total))
+    return fattn__error(FATTN_ERROR_OVERFLOW, "workspace size overflows");
+  plan->total_bytes = total;
   return FATTN_SUCCESS;
 }

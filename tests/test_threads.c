@@ -1,5 +1,7 @@
 /* Threads: output and lse are bitwise identical for 1, 2, 3 and 4 threads on
- * prefill and decode shapes; concurrent calls on one context and on the
+ * prefill and decode shapes, with and without split-KV (the last two shapes
+ * have fewer units than the plan's split threshold, so their keys are cut into
+ * chunks merged by log-sum-exp); concurrent calls on one context and on the
  * default context give the single-threaded bits; a call from inside the
  * caller's own OpenMP parallel region works (runs on that thread). */
 #include <pthread.h>
@@ -22,6 +24,8 @@ static const shape SHAPES[] = {
     {"prefill causal", 2, 4, 2, 130, 130, 64, FATTN_CAUSAL_TOP_LEFT},
     {"decode GQA", 3, 8, 2, 1, 1000, 64, FATTN_CAUSAL_NONE},
     {"chunked prefill", 1, 6, 3, 17, 300, 40, FATTN_CAUSAL_BOTTOM_RIGHT},
+    {"decode split-KV", 1, 8, 2, 1, 3000, 64, FATTN_CAUSAL_NONE},
+    {"prefill split-KV", 1, 2, 1, 40, 2100, 32, FATTN_CAUSAL_BOTTOM_RIGHT},
 };
 #define NSHAPES (int)(sizeof SHAPES / sizeof SHAPES[0])
 
