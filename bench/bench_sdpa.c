@@ -332,8 +332,12 @@ int main(int argc, char **argv) {
            (long long)info.l3_bytes >> 10);
   gb_context("caches", buf);
   gb_context("pinning", info.notes);
+  gb_context("binding", info.binding);
   gb_context("onednn", info.has_onednn ? info.onednn_version : "not built");
-  snprintf(buf, sizeof buf, "1 and %d (all physical cores)", info.physical_cores);
+  if (info.physical_cores > 1)
+    snprintf(buf, sizeof buf, "1 and %d (all physical cores)", info.physical_cores);
+  else
+    snprintf(buf, sizeof buf, "1 (all physical cores)");
   gb_context("threads", thread_list ? thread_list : buf);
   gb_context("cold_inputs", "decode shapes (Lq <= 16): K/V rotated over >= 4x LLC; others warm");
   g_llc_bytes = info.l3_bytes > 0 ? info.l3_bytes : g_llc_bytes;

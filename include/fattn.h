@@ -100,10 +100,16 @@ typedef struct fattn_sdpa_params {
 /* scale 0 (default), no causal mask, no mask, no kv_lens, no lse, AUTO backend. */
 FATTN_API void fattn_sdpa_params_init(fattn_sdpa_params *p);
 
+/* Where the library's OpenMP threads run during a call. The calling thread is
+ * pinned for the call only and gets its own CPU set back; the OpenMP pool's
+ * worker threads stay on their cores afterwards (as with OMP_PROC_BIND=close).
+ * When OMP_PROC_BIND (other than false), OMP_PLACES or GOMP_CPU_AFFINITY is
+ * set, the OpenMP runtime's binding is respected and fattn pins nothing. */
 typedef enum fattn_pin_policy {
-  FATTN_PIN_DEFAULT, /* `cores` when built with hwloc, else `none` */
-  FATTN_PIN_NONE,
-  FATTN_PIN_CORES
+  FATTN_PIN_DEFAULT, /* the FATTN_PIN env var (none|cores|numa), else `cores` with hwloc */
+  FATTN_PIN_NONE,    /* leave threads where the OS puts them */
+  FATTN_PIN_CORES,   /* thread t on allowed physical core t, node by node (compact) */
+  FATTN_PIN_NUMA     /* threads spread round-robin over NUMA nodes, one per core */
 } fattn_pin_policy;
 
 /* Context options. Initialise with fattn_context_options_init, then set fields. */
@@ -112,7 +118,7 @@ typedef struct fattn_context_options {
   fattn_backend isa_cap; /* AUTO -> the FATTN_ISA env var, else the best table. Else
                             the fused table AUTO uses: SCALAR, AVX2, AVX512 or NEON;
                             one this build or CPU lacks fails with UNSUPPORTED */
-  fattn_pin_policy pin;  /* thread pinning (reported; not applied by this version) */
+  fattn_pin_policy pin;  /* thread pinning; see fattn_pin_policy */
   int64_t block_keys;    /* 0 -> from the cache sizes; else keys per block (rounded up to
                             the kernel's NR). A tuning knob; results stay within tolerance */
   int64_t block_queries; /* 0 -> from the cache sizes; else query positions per work unit */
@@ -158,7 +164,8 @@ typedef struct fattn_runtime_info {
   int logical_cpus;
   int numa_nodes;
   int64_t l1d_bytes, l2_bytes, l3_bytes; /* per core (L1, L2) and total (L3); 0 = unknown */
-  fattn_pin_policy pin;                  /* the policy in force */
+  fattn_pin_policy pin;                  /* the policy applied: NONE, CORES or NUMA */
+  char binding[256]; /* where threads 0.. run, e.g. "t0:cpu0 t1:cpu1", or "unpinned" */
   int has_openmp, has_hwloc, has_onednn; /* compiled in */
   char onednn_version[32];               /* "2.6.3" when the oneDNN baseline is built */
   char notes[256];                       /* e.g. why threads are not pinned */

@@ -36,8 +36,11 @@ static fattn_status prepare(fattn_context *ctx, const fattn_tensor *q, const fat
     if (!(*t = fattn__table_for(params->backend, &st))) return st;
     break;
   }
-  return fattn__make_plan(pb, *t, threads_for_call(*c), (*c)->block_keys, (*c)->block_queries,
-                          fattn__topology_get(), plan);
+  if ((st = fattn__make_plan(pb, *t, threads_for_call(*c), (*c)->block_keys, (*c)->block_queries,
+                             fattn__topology_get(), plan)) != FATTN_SUCCESS)
+    return st;
+  plan->pin = plan->nthreads > 1 ? (*c)->pin : FATTN_PIN_NONE; /* one thread: left where it is */
+  return FATTN_SUCCESS;
 }
 
 fattn_status fattn_sdpa_workspace_size(fattn_context *ctx, const fattn_tensor *q,

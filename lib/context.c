@@ -33,9 +33,12 @@ static fattn_status context_init(const fattn_context_options *opts, fattn_contex
                         o.num_threads);
   if (o.block_keys < 0 || o.block_queries < 0)
     return fattn__error(FATTN_ERROR_INVALID_ARGUMENT, "block_keys and block_queries must be >= 0");
-  if ((unsigned)o.pin > (unsigned)FATTN_PIN_CORES)
+  if ((unsigned)o.pin > (unsigned)FATTN_PIN_NUMA)
     return fattn__error(FATTN_ERROR_INVALID_ARGUMENT, "pin has invalid value %d", (int)o.pin);
   fattn_status st;
+  fattn_pin_policy pin;
+  char pin_note[sizeof c->pin_note];
+  if ((st = fattn__pin_resolve(o.pin, &pin, pin_note, sizeof pin_note)) != FATTN_SUCCESS) return st;
   int n = o.num_threads;
   if (n == 0 && (st = threads_from_env(&n)) != FATTN_SUCCESS) return st;
   if (n == 0) n = fattn__topology_get()->physical_cores;
@@ -56,7 +59,8 @@ static fattn_status context_init(const fattn_context_options *opts, fattn_contex
   }
   memset(c, 0, sizeof *c);
   c->num_threads = n;
-  c->pin = FATTN_PIN_NONE; /* pinning is not applied by this version */
+  c->pin = pin;
+  memcpy(c->pin_note, pin_note, sizeof pin_note);
   c->isa_cap = cap;
   c->block_keys = o.block_keys;
   c->block_queries = o.block_queries;
@@ -159,6 +163,32 @@ void fattn__workspace_release(fattn_context *ctx, int slot) {
   pthread_mutex_unlock(&ctx->lock);
 }
 
+/* "t0:cpu0 t1:cpu2,3 ..." (a place's allowed PUs), or "unpinned". */
+static void binding_string(const fattn_context *c, const fattn__topology *t, char *buf, size_t n) {
+  if (c->pin == FATTN_PIN_NONE) {
+    snprintf(buf, n, "unpinned");
+    return;
+  }
+  size_t used = 0;
+  buf[0] = '\0';
+  for (int tid = 0; tid < c->num_threads; tid++) {
+    const fattn__cpumask *m = &t->place[fattn__place_of(t, c->pin, tid)];
+    char item[64];
+    int len = snprintf(item, sizeof item, "%st%d:cpu", tid ? " " : "", tid);
+    for (int i = 0, first = 1; i < FATTN__MAX_CPUS && len < (int)sizeof item - 8; i++)
+      if (m->w[i / 64] >> (i % 64) & 1) {
+        len += snprintf(item + len, sizeof item - (size_t)len, "%s%d", first ? "" : ",", i);
+        first = 0;
+      }
+    if (used + (size_t)len + 4 >= n) {
+      snprintf(buf + used, n - used, " ...");
+      return;
+    }
+    memcpy(buf + used, item, (size_t)len + 1);
+    used += (size_t)len;
+  }
+}
+
 fattn_status fattn_get_runtime_info(fattn_context *ctx, fattn_runtime_info *info) {
   if (!info) return fattn__error(FATTN_ERROR_INVALID_ARGUMENT, "info is NULL");
   fattn_context *c;
@@ -187,7 +217,8 @@ fattn_status fattn_get_runtime_info(fattn_context *ctx, fattn_runtime_info *info
   info->has_onednn = 1;
   snprintf(info->onednn_version, sizeof info->onednn_version, "%s", fattn__onednn_version());
 #endif
-  snprintf(info->notes, sizeof info->notes, "topology from %s; threads are not pinned",
-           t->from_hwloc ? "hwloc" : "sysconf (no hwloc)");
+  snprintf(info->notes, sizeof info->notes, "topology from %s; %s",
+           t->from_hwloc ? "hwloc" : "sysconf (no hwloc)", c->pin_note);
+  binding_string(c, t, info->binding, sizeof info->binding);
   return FATTN_SUCCESS;
 }

@@ -77,14 +77,47 @@ fattn_status fattn__isa_from_env(fattn_backend *cap);
 
 /* ---- topology ------------------------------------------------------------------ */
 
+/* A set of CPUs by OS index (up to FATTN__MAX_CPUS). */
+#define FATTN__MAX_CPUS 1024
+typedef struct fattn__cpumask {
+  uint64_t w[FATTN__MAX_CPUS / 64];
+} fattn__cpumask;
+
+/* Places threads are pinned to: the physical cores of the process's allowed
+ * CPU set (cgroups and taskset), each with its allowed PUs (SMT siblings
+ * together: one thread per core). */
+#define FATTN__MAX_PLACES 512
 typedef struct fattn__topology {
-  int physical_cores, logical_cpus, numa_nodes;
+  int physical_cores, logical_cpus, numa_nodes; /* allowed ones */
   int64_t l1d, l2, l3;
   int from_hwloc;
+  int nplaces;                             /* 0 without hwloc: no pinning */
+  fattn__cpumask place[FATTN__MAX_PLACES]; /* in topology order (node by node) */
+  int place_node[FATTN__MAX_PLACES];       /* NUMA node (logical index) of each place */
+  int spread[FATTN__MAX_PLACES];           /* place indices round-robin over NUMA nodes */
 } fattn__topology;
 
 /* Discovered once; cached. */
 const fattn__topology *fattn__topology_get(void);
+
+/* ---- pinning (affinity.c) ---------------------------------------------------------- */
+
+/* The place thread `tid` of a region runs on under `policy` (CORES or NUMA). */
+int fattn__place_of(const fattn__topology *t, fattn_pin_policy policy, int tid);
+/* The calling thread's CPU set; 0 if it cannot be read. */
+int fattn__affinity_get(fattn__cpumask *m);
+/* Binds the calling thread to `m`; 0 on failure (then it runs unpinned). */
+int fattn__affinity_set(const fattn__cpumask *m);
+/* Binds the calling thread to the place of `tid`, skipping the system call when
+ * this thread is already there from an earlier call (OpenMP reuses its pool). */
+void fattn__pin_self(fattn_pin_policy policy, int tid);
+/* Forgets what fattn__pin_self recorded for the calling thread (after the
+ * caller's own CPU set was restored). */
+void fattn__pin_forget(void);
+/* Resolves a context's policy: FATTN_PIN, OpenMP's binding variables and what
+ * the build and machine allow. Writes why into `note` (n bytes). */
+fattn_status fattn__pin_resolve(fattn_pin_policy asked, fattn_pin_policy *applied, char *note,
+                                size_t n);
 
 /* ---- plan and workspace --------------------------------------------------------- */
 
@@ -99,6 +132,7 @@ typedef struct fattn__plan {
   int64_t slot_bytes;  /* one partial result (nchunks > 1), after the per-thread pieces */
   int64_t total_bytes; /* the whole workspace: per_thread_bytes × nthreads + partials */
   int nthreads;
+  fattn_pin_policy pin; /* NONE, CORES or NUMA: set by the caller of the driver */
 } fattn__plan;
 
 /* Bytes one workspace piece of `floats` floats takes: every piece starts on a
@@ -125,7 +159,8 @@ struct fattn__onednn_cache; /* backend_onednn.c: primitives per problem */
 
 struct fattn_context {
   int num_threads;
-  fattn_pin_policy pin;
+  fattn_pin_policy pin; /* applied: NONE, CORES or NUMA */
+  char pin_note[160];
   fattn_backend isa_cap;
   int64_t block_keys, block_queries;
   const fattn__kernel_table *table; /* what AUTO uses */

@@ -55,6 +55,9 @@ fattn_status fattn__make_plan(const fattn__problem *pb, const fattn__kernel_tabl
         !fattn__add_ok(bytes, fattn__ws_piece_bytes(pieces[i]), &bytes))
       return fattn__error(FATTN_ERROR_OVERFLOW, "workspace size overflows (D = %lld, Dv = %lld)",
                           (long long)pb->D, (long long)pb->Dv);
+  /* Whole pages per thread: each thread first-touches its own pieces, so with
+   * pinning they land on its NUMA node, and no two threads share a line. */
+  bytes = fattn__round_up(bytes, 4096);
   plan->per_thread_bytes = bytes;
 
   /* Few units (decode, short query blocks over long keys): split the keys. */

@@ -3,8 +3,15 @@
  * have fewer units than the plan's split threshold, so their keys are cut into
  * chunks merged by log-sum-exp); concurrent calls on one context and on the
  * default context give the single-threaded bits; a call from inside the
- * caller's own OpenMP parallel region works (runs on that thread). */
+ * caller's own OpenMP parallel region works (runs on that thread).
+ *
+ * Pinning: runtime info reports the policy and binding applied; the calling
+ * thread gets its CPU set back after a pinned call; the OpenMP worker threads
+ * sit on one core each afterwards; pinned and unpinned calls give the same
+ * bits; OMP_PROC_BIND in the environment switches fattn's pinning off. */
+#define _GNU_SOURCE
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,7 +96,110 @@ static void *worker(void *arg) {
   return NULL;
 }
 
+static cpu_set_t g_initial; /* the main thread's CPU set before any call */
+
+/* Pinning checks on shape 0 (want: its 1-thread bits). */
+static int check_pinning(const data *d, const float *want_out, const float *want_lse) {
+  int checks = 0;
+  fattn_runtime_info info;
+  fattn_context_options o;
+  fattn_context *ctx;
+  float *out = malloc(d->nout * 4), *lse = malloc(d->nlse * 4);
+
+  /* pin = NONE: reported so, and the same bits */
+  fattn_context_options_init(&o);
+  o.num_threads = 2;
+  o.pin = FATTN_PIN_NONE;
+  EXPECT(fattn_context_create(&o, &ctx) == FATTN_SUCCESS, "%s", fattn_last_error());
+  EXPECT(fattn_get_runtime_info(ctx, &info) == FATTN_SUCCESS, "%s", fattn_last_error());
+  EXPECT(info.pin == FATTN_PIN_NONE && !strcmp(info.binding, "unpinned"), "pin none: %d %s",
+         (int)info.pin, info.binding);
+  EXPECT(run(ctx, FATTN_BACKEND_AUTO, &SHAPES[0], d, out, lse) == FATTN_SUCCESS &&
+             !memcmp(out, want_out, d->nout * 4) && !memcmp(lse, want_lse, d->nlse * 4),
+         "unpinned 2-thread call differs");
+  fattn_context_destroy(ctx);
+  checks += 2;
+
+  /* default policy: cores with hwloc (when nothing in the environment binds) */
+  const char *bind = getenv("OMP_PROC_BIND"), *places = getenv("OMP_PLACES");
+  const int env_binds = (bind && *bind && strcmp(bind, "false")) || (places && *places) ||
+                        getenv("GOMP_CPU_AFFINITY") || getenv("FATTN_PIN");
+  o.pin = FATTN_PIN_CORES;
+  EXPECT(fattn_context_create(&o, &ctx) == FATTN_SUCCESS, "%s", fattn_last_error());
+  EXPECT(fattn_get_runtime_info(ctx, &info) == FATTN_SUCCESS, "%s", fattn_last_error());
+  printf("pinning: %s; binding %s\n", info.notes, info.binding);
+  if (!info.has_hwloc || env_binds) {
+    EXPECT(info.pin == FATTN_PIN_NONE, "without hwloc or with OMP binding, nothing is pinned");
+    printf("pinning checks skipped: %s\n",
+           info.has_hwloc ? "the environment binds threads" : "built without hwloc");
+    fattn_context_destroy(ctx);
+    free(out);
+    free(lse);
+    return checks + 1;
+  }
+  EXPECT(info.pin == FATTN_PIN_CORES && !strncmp(info.binding, "t0:cpu0", 5), "pin cores: %d %s",
+         (int)info.pin, info.binding);
+  checks++;
+
+  /* the caller's CPU set survives pinned calls (this one and all before) */
+  cpu_set_t after;
+  EXPECT(run(ctx, FATTN_BACKEND_AUTO, &SHAPES[0], d, out, lse) == FATTN_SUCCESS &&
+             !memcmp(out, want_out, d->nout * 4) && !memcmp(lse, want_lse, d->nlse * 4),
+         "pinned 2-thread call differs");
+  pthread_getaffinity_np(pthread_self(), sizeof after, &after);
+  EXPECT(CPU_EQUAL(&g_initial, &after), "the caller's CPU set changed (%d CPUs -> %d)",
+         CPU_COUNT(&g_initial), CPU_COUNT(&after));
+  checks += 2;
+#if defined(_OPENMP)
+  /* OpenMP's worker thread 1 now runs on one core: its PUs, fewer than all
+   * when there are at least 2 cores */
+  if (info.physical_cores >= 2) {
+    int n1 = 0;
+    const int per_core = info.logical_cpus / info.physical_cores;
+#pragma omp parallel num_threads(2)
+    if (omp_get_thread_num() == 1) {
+      cpu_set_t w;
+      pthread_getaffinity_np(pthread_self(), sizeof w, &w);
+      n1 = CPU_COUNT(&w);
+    }
+    EXPECT(n1 >= 1 && n1 <= per_core, "worker thread 1 runs on %d CPUs, not one core's %d", n1,
+           per_core);
+    checks++;
+  }
+#endif
+  fattn_context_destroy(ctx);
+
+  /* OMP_PROC_BIND set: fattn leaves binding to the OpenMP runtime */
+  setenv("OMP_PROC_BIND", "close", 1);
+  EXPECT(fattn_context_create(&o, &ctx) == FATTN_SUCCESS, "%s", fattn_last_error());
+  EXPECT(fattn_get_runtime_info(ctx, &info) == FATTN_SUCCESS, "%s", fattn_last_error());
+  EXPECT(info.pin == FATTN_PIN_NONE && strstr(info.notes, "OMP_PROC_BIND"),
+         "OMP_PROC_BIND=close not respected: %s", info.notes);
+  fattn_context_destroy(ctx);
+  unsetenv("OMP_PROC_BIND");
+  checks++;
+
+  /* FATTN_PIN chooses the default policy; a bad value is an error */
+  o.pin = FATTN_PIN_DEFAULT;
+  setenv("FATTN_PIN", "numa", 1);
+  EXPECT(fattn_context_create(&o, &ctx) == FATTN_SUCCESS, "%s", fattn_last_error());
+  EXPECT(fattn_get_runtime_info(ctx, &info) == FATTN_SUCCESS && info.pin == FATTN_PIN_NUMA,
+         "FATTN_PIN=numa gave %d", (int)info.pin);
+  fattn_context_destroy(ctx);
+  setenv("FATTN_PIN", "sideways", 1);
+  EXPECT(fattn_context_create(&o, &ctx) == FATTN_ERROR_INVALID_ARGUMENT && !ctx,
+         "FATTN_PIN=sideways accepted");
+  unsetenv("FATTN_PIN");
+  checks += 2;
+  printf("pinning: caller restored, workers on one core each, OMP_PROC_BIND and FATTN_PIN "
+         "honoured\n");
+  free(out);
+  free(lse);
+  return checks;
+}
+
 int main(void) {
+  pthread_getaffinity_np(pthread_self(), sizeof g_initial, &g_initial);
   fattn_backend be[8];
   const int nbe = available_backends(be);
   int checks = 0;
@@ -162,6 +272,24 @@ int main(void) {
       free(want_out[si]);
       free(want_lse[si]);
     }
+  }
+  {
+    const shape *s0 = &SHAPES[0];
+    data d0 = make(s0);
+    float *o1 = malloc(d0.nout * 4), *l1 = malloc(d0.nlse * 4);
+    fattn_context_options o;
+    fattn_context_options_init(&o);
+    o.num_threads = 1;
+    fattn_context *c1;
+    EXPECT(fattn_context_create(&o, &c1) == FATTN_SUCCESS, "%s", fattn_last_error());
+    EXPECT(run(c1, FATTN_BACKEND_AUTO, s0, &d0, o1, l1) == FATTN_SUCCESS, "%s", fattn_last_error());
+    fattn_context_destroy(c1);
+    checks += check_pinning(&d0, o1, l1);
+    free(o1);
+    free(l1);
+    free(d0.q);
+    free(d0.k);
+    free(d0.v);
   }
   printf("%d passed, %d failed\n", checks - g_failures, g_failures);
   return g_failures != 0;
