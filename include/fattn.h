@@ -101,8 +101,10 @@ typedef struct fattn_sdpa_params {
 FATTN_API void fattn_sdpa_params_init(fattn_sdpa_params *p);
 
 /* Where the library's OpenMP threads run during a call. The calling thread is
- * pinned for the call only and gets its own CPU set back; the OpenMP pool's
- * worker threads stay on their cores afterwards (as with OMP_PROC_BIND=close).
+ * never moved: the workers take the other cores (all but the first when the
+ * caller floats, all but the caller's when the application confined it to one
+ * core). The OpenMP pool's worker threads stay on their cores afterwards (as
+ * with OMP_PROC_BIND=close).
  * When OMP_PROC_BIND (other than false), OMP_PLACES or GOMP_CPU_AFFINITY is
  * set, the OpenMP runtime's binding is respected and fattn pins nothing. */
 typedef enum fattn_pin_policy {
@@ -165,7 +167,7 @@ typedef struct fattn_runtime_info {
   int numa_nodes;
   int64_t l1d_bytes, l2_bytes, l3_bytes; /* per core (L1, L2) and total (L3); 0 = unknown */
   fattn_pin_policy pin;                  /* the policy applied: NONE, CORES or NUMA */
-  char binding[256]; /* where threads 0.. run, e.g. "t0:cpu0 t1:cpu1", or "unpinned" */
+  char binding[256]; /* where threads run, e.g. "t0:caller t1:cpu1", or "unpinned" */
   int has_openmp, has_hwloc, has_onednn; /* compiled in */
   char onednn_version[32];               /* "2.6.3" when the oneDNN baseline is built */
   char notes[256];                       /* e.g. why threads are not pinned */

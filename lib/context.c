@@ -163,29 +163,29 @@ void fattn__workspace_release(fattn_context *ctx, int slot) {
   pthread_mutex_unlock(&ctx->lock);
 }
 
-/* "t0:cpu0 t1:cpu2,3 ..." (a place's allowed PUs), or "unpinned". */
+/* "t0:caller t1:cpu1 t2:cpu2,66 ..." (a worker's place: its allowed PUs) for
+ * a call from a thread that floats, or "unpinned". */
 static void binding_string(const fattn_context *c, const fattn__topology *t, char *buf, size_t n) {
   if (c->pin == FATTN_PIN_NONE) {
     snprintf(buf, n, "unpinned");
     return;
   }
-  size_t used = 0;
-  buf[0] = '\0';
-  for (int tid = 0; tid < c->num_threads; tid++) {
-    const fattn__cpumask *m = &t->place[fattn__place_of(t, c->pin, tid)];
+  int used = snprintf(buf, n, "t0:caller");
+  for (int tid = 1; tid < c->num_threads; tid++) {
+    const fattn__cpumask *m = &t->place[fattn__place_of(t, c->pin, fattn__worker_slot(t, tid, -1))];
     char item[64];
-    int len = snprintf(item, sizeof item, "%st%d:cpu", tid ? " " : "", tid);
+    int len = snprintf(item, sizeof item, " t%d:cpu", tid);
     for (int i = 0, first = 1; i < FATTN__MAX_CPUS && len < (int)sizeof item - 8; i++)
       if (m->w[i / 64] >> (i % 64) & 1) {
         len += snprintf(item + len, sizeof item - (size_t)len, "%s%d", first ? "" : ",", i);
         first = 0;
       }
-    if (used + (size_t)len + 4 >= n) {
-      snprintf(buf + used, n - used, " ...");
+    if ((size_t)(used + len + 5) >= n) {
+      snprintf(buf + used, n - (size_t)used, " ...");
       return;
     }
     memcpy(buf + used, item, (size_t)len + 1);
-    used += (size_t)len;
+    used += len;
   }
 }
 

@@ -287,16 +287,15 @@ void fattn__driver_run(const fattn__problem *pb, const fattn__kernel_table *t,
    * query block, so within a head the heavy blocks go first: each next unit
    * reads a prefix of the keys just read, and the schedule ends on light units. */
   const int heavy_first = pb->causal != FATTN_CAUSAL_NONE;
-  /* Pinning: the caller's thread is bound for this call only. */
-  fattn__cpumask caller_set;
-  const int restore = plan->pin != FATTN_PIN_NONE && fattn__affinity_get(&caller_set);
+  /* Pinning: workers go to the cores the caller is not confined to. */
+  const int caller_slot = plan->pin != FATTN_PIN_NONE ? fattn__caller_slot(plan->pin) : -1;
 #pragma omp parallel num_threads(plan->nthreads) if (plan->nthreads > 1)
   {
     int tid = 0;
 #if defined(_OPENMP)
     tid = omp_get_thread_num();
 #endif
-    if (plan->pin != FATTN_PIN_NONE && (tid > 0 || restore)) fattn__pin_self(plan->pin, tid);
+    if (plan->pin != FATTN_PIN_NONE && tid > 0) fattn__pin_worker(plan->pin, tid, caller_slot);
     const unit_ws w = layout(pb, plan, (char *)workspace + (int64_t)tid * plan->per_thread_bytes);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < plan->items; it++) {
@@ -315,9 +314,5 @@ void fattn__driver_run(const fattn__problem *pb, const fattn__kernel_table *t,
         merge_unit(pb, plan, partials, u, bh / pb->Hkv, bh % pb->Hkv, qb * plan->bm);
       }
     }
-  }
-  if (restore) {
-    fattn__affinity_set(&caller_set);
-    fattn__pin_forget();
   }
 }

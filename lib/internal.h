@@ -102,18 +102,22 @@ const fattn__topology *fattn__topology_get(void);
 
 /* ---- pinning (affinity.c) ---------------------------------------------------------- */
 
-/* The place thread `tid` of a region runs on under `policy` (CORES or NUMA). */
-int fattn__place_of(const fattn__topology *t, fattn_pin_policy policy, int tid);
+/* Slot k of a policy's order (k < nplaces): CORES takes places in order,
+ * NUMA round-robin over the nodes. Returns a place index. */
+int fattn__place_of(const fattn__topology *t, fattn_pin_policy policy, int slot);
 /* The calling thread's CPU set; 0 if it cannot be read. */
 int fattn__affinity_get(fattn__cpumask *m);
 /* Binds the calling thread to `m`; 0 on failure (then it runs unpinned). */
 int fattn__affinity_set(const fattn__cpumask *m);
-/* Binds the calling thread to the place of `tid`, skipping the system call when
- * this thread is already there from an earlier call (OpenMP reuses its pool). */
-void fattn__pin_self(fattn_pin_policy policy, int tid);
-/* Forgets what fattn__pin_self recorded for the calling thread (after the
- * caller's own CPU set was restored). */
-void fattn__pin_forget(void);
+/* The slot whose place holds the calling thread's whole CPU set (the
+ * application confined it to one core), else -1 (it floats). */
+int fattn__caller_slot(fattn_pin_policy policy);
+/* The slot of worker `tid` >= 1 of a region whose caller is in `caller_slot`. */
+int fattn__worker_slot(const fattn__topology *t, int tid, int caller_slot);
+/* Binds worker `tid` >= 1 of a region to its place (thread 0, the caller, is
+ * never moved), skipping the system call when this thread is already there
+ * from an earlier call (OpenMP reuses its pool threads). */
+void fattn__pin_worker(fattn_pin_policy policy, int tid, int caller_slot);
 /* Resolves a context's policy: FATTN_PIN, OpenMP's binding variables and what
  * the build and machine allow. Writes why into `note` (n bytes). */
 fattn_status fattn__pin_resolve(fattn_pin_policy asked, fattn_pin_policy *applied, char *note,

@@ -6,7 +6,7 @@
  * caller's own OpenMP parallel region works (runs on that thread).
  *
  * Pinning: runtime info reports the policy and binding applied; the calling
- * thread gets its CPU set back after a pinned call; the OpenMP worker threads
+ * thread's CPU set is never changed; the OpenMP worker threads
  * sit on one core each afterwards; pinned and unpinned calls give the same
  * bits; OMP_PROC_BIND in the environment switches fattn's pinning off. */
 #define _GNU_SOURCE
@@ -137,8 +137,8 @@ static int check_pinning(const data *d, const float *want_out, const float *want
     free(lse);
     return checks + 1;
   }
-  EXPECT(info.pin == FATTN_PIN_CORES && !strncmp(info.binding, "t0:cpu0", 5), "pin cores: %d %s",
-         (int)info.pin, info.binding);
+  EXPECT(info.pin == FATTN_PIN_CORES && !strncmp(info.binding, "t0:caller t1:cpu", 16),
+         "pin cores: %d %s", (int)info.pin, info.binding);
   checks++;
 
   /* the caller's CPU set survives pinned calls (this one and all before) */
@@ -164,7 +164,26 @@ static int check_pinning(const data *d, const float *want_out, const float *want
     }
     EXPECT(n1 >= 1 && n1 <= per_core, "worker thread 1 runs on %d CPUs, not one core's %d", n1,
            per_core);
-    checks++;
+    /* a caller the application confined to its last CPU: worker 1 avoids it */
+    int last = -1, clash = -1;
+    for (int i = 0; i < CPU_SETSIZE; i++)
+      if (CPU_ISSET(i, &g_initial)) last = i;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(last, &one);
+    pthread_setaffinity_np(pthread_self(), sizeof one, &one);
+    EXPECT(run(ctx, FATTN_BACKEND_AUTO, &SHAPES[0], d, out, lse) == FATTN_SUCCESS &&
+               !memcmp(out, want_out, d->nout * 4),
+           "call from a confined caller differs");
+#pragma omp parallel num_threads(2)
+    if (omp_get_thread_num() == 1) {
+      cpu_set_t w;
+      pthread_getaffinity_np(pthread_self(), sizeof w, &w);
+      clash = CPU_ISSET(last, &w);
+    }
+    pthread_setaffinity_np(pthread_self(), sizeof g_initial, &g_initial);
+    EXPECT(clash == 0, "caller confined to cpu %d, worker 1 pinned onto it too", last);
+    checks += 3;
   }
 #endif
   fattn_context_destroy(ctx);
@@ -191,7 +210,7 @@ static int check_pinning(const data *d, const float *want_out, const float *want
          "FATTN_PIN=sideways accepted");
   unsetenv("FATTN_PIN");
   checks += 2;
-  printf("pinning: caller restored, workers on one core each, OMP_PROC_BIND and FATTN_PIN "
+  printf("pinning: caller untouched, workers on one core each, OMP_PROC_BIND and FATTN_PIN "
          "honoured\n");
   free(out);
   free(lse);
