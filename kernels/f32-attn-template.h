@@ -1,11 +1,12 @@
-/* f32 attention micro-kernels, written once for every x86 vector width.
+/* f32 attention micro-kernels, written once for every vector ISA.
  *
- * This file is a template: kernels/avx512/f32-attn-avx512.c and
- * kernels/avx2/f32-attn-avx2.c include it after defining the vector type and
- * operations below, the register-tile sizes and the table's name. The two
- * tables differ only in vector width, tile sizes and the exp, so one source
- * generates both (the layout and contract are in lib/kernel.h: query rows in
- * vector lanes, K and V read in place by scalar broadcast).
+ * This file is a template: kernels/avx512/f32-attn-avx512.c,
+ * kernels/avx2/f32-attn-avx2.c and kernels/neon/f32-attn-neon.c include it
+ * after defining the vector type and operations below, the register-tile
+ * sizes and the table's name. The tables differ only in vector width, tile
+ * sizes, the exp and the transposes, so one source generates all three (the
+ * layout and contract are in lib/kernel.h: query rows in vector lanes, K and V
+ * read in place by scalar broadcast).
  *
  * Required definitions:
  *   FA_W                 floats per vector
@@ -20,6 +21,9 @@
  *   fa_hsum(x) fa_hmax(x)   horizontal sum / max of a vector, as a float
  *   FA_QK_RV, FA_QK_NJ   qk register tile: row vectors × keys
  *   FA_PV_RV, FA_PV_CM   pv register tile: row vectors × output columns
+ *   FA_TW, fa_tvec, fa_tloadu(p), fa_tstoreu(p, x), fa_tmul, fa_tset1(f),
+ *   fa_transpose(x)      an FA_TW × FA_TW in-register transpose of x[0..FA_TW)
+ *                        (pack_q / store_o; x86 uses 8×8 AVX for both widths)
  *   FA_SUFFIX            e.g. avx512 (function and table names)
  *   FA_BACKEND           FATTN_BACKEND_...
  */
@@ -378,47 +382,24 @@ static void FA_FN(pv_rows)(int64_t m, int64_t n, int64_t dv, const float *p, int
   }
 }
 
-/* ---- pack_q / store_o: 8×8 transposes (AVX, present in every x86 table) ---------- */
-
-FA_INLINE void transpose8(__m256 *x) {
-  const __m256 t0 = _mm256_unpacklo_ps(x[0], x[1]), t1 = _mm256_unpackhi_ps(x[0], x[1]);
-  const __m256 t2 = _mm256_unpacklo_ps(x[2], x[3]), t3 = _mm256_unpackhi_ps(x[2], x[3]);
-  const __m256 t4 = _mm256_unpacklo_ps(x[4], x[5]), t5 = _mm256_unpackhi_ps(x[4], x[5]);
-  const __m256 t6 = _mm256_unpacklo_ps(x[6], x[7]), t7 = _mm256_unpackhi_ps(x[6], x[7]);
-  const __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
-  const __m256 u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
-  const __m256 u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
-  const __m256 u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
-  const __m256 u4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
-  const __m256 u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
-  const __m256 u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
-  const __m256 u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
-  x[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
-  x[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
-  x[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
-  x[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
-  x[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
-  x[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
-  x[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
-  x[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
-}
+/* ---- pack_q / store_o: FA_TW × FA_TW transposes ---------------------------------- */
 
 static void FA_FN(pack_q)(int64_t m, int64_t d, const float *src, int64_t lds, float scale,
                           float *qt, int64_t ldq) {
-  const __m256 sc = _mm256_set1_ps(scale);
+  const fa_tvec sc = fa_tset1(scale);
   int64_t r = 0;
-  for (; r + 8 <= m; r += 8) {
+  for (; r + FA_TW <= m; r += FA_TW) {
     int64_t p = 0;
-    for (; p + 8 <= d; p += 8) {
-      __m256 x[8];
-      for (int i = 0; i < 8; i++)
-        x[i] = _mm256_loadu_ps(src + (r + i) * lds + p);
-      transpose8(x);
-      for (int i = 0; i < 8; i++)
-        _mm256_storeu_ps(qt + (p + i) * ldq + r, _mm256_mul_ps(x[i], sc));
+    for (; p + FA_TW <= d; p += FA_TW) {
+      fa_tvec x[FA_TW];
+      for (int i = 0; i < FA_TW; i++)
+        x[i] = fa_tloadu(src + (r + i) * lds + p);
+      fa_transpose(x);
+      for (int i = 0; i < FA_TW; i++)
+        fa_tstoreu(qt + (p + i) * ldq + r, fa_tmul(x[i], sc));
     }
     for (; p < d; p++)
-      for (int i = 0; i < 8; i++)
+      for (int i = 0; i < FA_TW; i++)
         qt[p * ldq + r + i] = scale * src[(r + i) * lds + p];
   }
   for (; r < m; r++)
@@ -429,18 +410,18 @@ static void FA_FN(pack_q)(int64_t m, int64_t d, const float *src, int64_t lds, f
 static void FA_FN(store_o)(int64_t m, int64_t dv, const float *ot, int64_t ldo, const float *inv,
                            float *dst, int64_t ldd) {
   int64_t r = 0;
-  for (; r + 8 <= m; r += 8) {
+  for (; r + FA_TW <= m; r += FA_TW) {
     int64_t c = 0;
-    for (; c + 8 <= dv; c += 8) {
-      __m256 x[8];
-      for (int i = 0; i < 8; i++)
-        x[i] = _mm256_loadu_ps(ot + (c + i) * ldo + r);
-      transpose8(x);
-      for (int i = 0; i < 8; i++)
-        _mm256_storeu_ps(dst + (r + i) * ldd + c, _mm256_mul_ps(x[i], _mm256_set1_ps(inv[r + i])));
+    for (; c + FA_TW <= dv; c += FA_TW) {
+      fa_tvec x[FA_TW];
+      for (int i = 0; i < FA_TW; i++)
+        x[i] = fa_tloadu(ot + (c + i) * ldo + r);
+      fa_transpose(x);
+      for (int i = 0; i < FA_TW; i++)
+        fa_tstoreu(dst + (r + i) * ldd + c, fa_tmul(x[i], fa_tset1(inv[r + i])));
     }
     for (; c < dv; c++)
-      for (int i = 0; i < 8; i++)
+      for (int i = 0; i < FA_TW; i++)
         dst[(r + i) * ldd + c] = ot[c * ldo + r + i] * inv[r + i];
   }
   for (; r < m; r++)
