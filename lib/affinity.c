@@ -126,6 +126,10 @@ fattn_status fattn__pin_resolve(fattn_pin_policy asked, fattn_pin_policy *applie
   *applied = FATTN_PIN_NONE;
   if (asked == FATTN_PIN_NONE) {
     snprintf(note, n, "threads are not pinned (asked: none)");
+#if !defined(_OPENMP)
+  } else if (1) {
+    snprintf(note, n, "threads are not pinned: built without OpenMP (one thread per call)");
+#endif
   } else if (omp_binding_var(var, sizeof var)) {
     snprintf(note, n, "threads are not pinned by fattn: %s binds them (respected)", var);
   } else if (!t->from_hwloc || t->nplaces == 0) {

@@ -296,7 +296,7 @@ static fattn_status build(entry *e, const fattn__problem *pb) {
   if (st != FATTN_SUCCESS) return st;
 
   if (k->mask == MASK_CAUSAL_ONLY) {
-    e->causal_mask = malloc((size_t)(rows * pb->Lk) * sizeof(float));
+    e->causal_mask = fattn__malloc((size_t)(rows * pb->Lk) * sizeof(float));
     if (!e->causal_mask) return fattn__error(FATTN_ERROR_OUT_OF_MEMORY, "oneDNN causal mask");
     for (int64_t r = 0; r < rows; r++) {
       const int64_t lim = fattn__row_limit(pb, 0, r % pb->Lq);
@@ -312,7 +312,7 @@ static fattn_status lookup(fattn_context *ctx, const fattn__problem *pb, entry *
   const key k = make_key(pb);
   *temp = 0;
   pthread_mutex_lock(&ctx->lock);
-  if (!ctx->onednn) ctx->onednn = calloc(1, sizeof *ctx->onednn);
+  if (!ctx->onednn) ctx->onednn = fattn__calloc(1, sizeof *ctx->onednn);
   struct fattn__onednn_cache *c = ctx->onednn;
   entry *hit = NULL, *slot = NULL;
   for (int i = 0; c && i < FATTN__DNNL_CACHE; i++) {
@@ -337,7 +337,7 @@ static fattn_status lookup(fattn_context *ctx, const fattn__problem *pb, entry *
   }
   entry *e = slot;
   if (!e) { /* every slot busy (or no cache memory): a one-off entry */
-    e = calloc(1, sizeof *e);
+    e = fattn__calloc(1, sizeof *e);
     if (!e) return fattn__error(FATTN_ERROR_OUT_OF_MEMORY, "oneDNN primitive cache");
     *temp = 1;
   }

@@ -73,7 +73,7 @@ static fattn_status context_init(const fattn_context_options *opts, fattn_contex
 fattn_status fattn_context_create(const fattn_context_options *opts, fattn_context **ctx) {
   if (!ctx) return fattn__error(FATTN_ERROR_INVALID_ARGUMENT, "ctx is NULL");
   *ctx = NULL;
-  fattn_context *c = malloc(sizeof *c);
+  fattn_context *c = fattn__malloc(sizeof *c);
   if (!c) return fattn__error(FATTN_ERROR_OUT_OF_MEMORY, "context");
   fattn_status st = context_init(opts, c);
   if (st != FATTN_SUCCESS) {
@@ -135,7 +135,7 @@ fattn_status fattn__workspace_acquire(fattn_context *ctx, size_t bytes, int *slo
   pthread_mutex_unlock(&ctx->lock);
 
   if (pick < 0) { /* more concurrent callers than slots: a one-off buffer */
-    void *p = aligned_alloc(64, bytes);
+    void *p = fattn__aligned_alloc(64, bytes);
     if (!p) return fattn__error(FATTN_ERROR_OUT_OF_MEMORY, "workspace of %zu bytes", bytes);
     *slot = -1;
     *mem = p;
@@ -144,7 +144,7 @@ fattn_status fattn__workspace_acquire(fattn_context *ctx, size_t bytes, int *slo
   fattn__workspace *w = &ctx->ws[pick];
   if (w->bytes < bytes) {
     free(w->mem);
-    w->mem = aligned_alloc(64, bytes);
+    w->mem = fattn__aligned_alloc(64, bytes);
     w->bytes = w->mem ? bytes : 0;
     if (!w->mem) {
       fattn__workspace_release(ctx, pick);

@@ -197,6 +197,16 @@ fattn_status fattn__onednn_run(fattn_context *ctx, const fattn__problem *pb);
 void fattn__onednn_cache_free(struct fattn__onednn_cache *c);
 const char *fattn__onednn_version(void);
 
+/* ---- allocation (alloc.c): one place, with fault injection for the tests ----------- */
+
+void *fattn__malloc(size_t bytes);
+void *fattn__calloc(size_t n, size_t size);
+void *fattn__aligned_alloc(size_t align, size_t bytes); /* bytes rounded up to align */
+/* Makes the n-th allocation from now fail (n > 0), or none (n = 0). Tests only. */
+void fattn__fault_inject(long n);
+/* What is left of the countdown: > 0 when fewer allocations were made. */
+long fattn__fault_pending(void);
+
 /* ---- helpers -------------------------------------------------------------------- */
 
 static inline int fattn__mul_ok(int64_t a, int64_t b, int64_t *r) {

@@ -7,8 +7,8 @@
 #include "access.h"
 
 fattn_status fattn__reference_run(const fattn__problem *pb) {
-  double *s = malloc((size_t)pb->Lk * sizeof *s);
-  double *acc = malloc((size_t)pb->Dv * sizeof *acc);
+  double *s = fattn__malloc((size_t)pb->Lk * sizeof *s);
+  double *acc = fattn__malloc((size_t)pb->Dv * sizeof *acc);
   if (!s || !acc) {
     free(s);
     free(acc);

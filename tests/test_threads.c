@@ -128,10 +128,12 @@ static int check_pinning(const data *d, const float *want_out, const float *want
   EXPECT(fattn_context_create(&o, &ctx) == FATTN_SUCCESS, "%s", fattn_last_error());
   EXPECT(fattn_get_runtime_info(ctx, &info) == FATTN_SUCCESS, "%s", fattn_last_error());
   printf("pinning: %s; binding %s\n", info.notes, info.binding);
-  if (!info.has_hwloc || env_binds) {
-    EXPECT(info.pin == FATTN_PIN_NONE, "without hwloc or with OMP binding, nothing is pinned");
-    printf("pinning checks skipped: %s\n",
-           info.has_hwloc ? "the environment binds threads" : "built without hwloc");
+  if (!info.has_hwloc || !info.has_openmp || env_binds) {
+    EXPECT(info.pin == FATTN_PIN_NONE,
+           "without hwloc or OpenMP, or with OMP binding, nothing is pinned");
+    printf("pinning checks skipped: %s\n", !info.has_hwloc    ? "built without hwloc"
+                                           : !info.has_openmp ? "built without OpenMP"
+                                                              : "the environment binds threads");
     fattn_context_destroy(ctx);
     free(out);
     free(lse);
