@@ -89,10 +89,14 @@ static unit_ws layout(const fattn__problem *pb, const fattn__plan *plan, char *b
 /* Adds the user's mask and the per-row key limit to the score tile: element
  * (row r, key j) at st[r·srow + j·lds] (srow = 1 for the key-major St of the
  * row-vector kernels, the row stride for the row-major S of the small ones).
- * Row r of the unit is query head hk·G + r / bq, position i0 + r % bq. */
-static void mask_tile(const fattn__problem *pb, int64_t b, int64_t hk, int64_t i0, int64_t bq,
-                      int64_t j0, int64_t n, int limits, float *st, int64_t srow, int64_t lds) {
+ * Row r of the unit is query head hk·G + r / bq, position i0 + r % bq. A
+ * masked entry (U8 0, additive -inf, past the limit) becomes -inf whatever
+ * the score was, NaN included: a masked key is not attended (as in the
+ * reference). Returns nonzero if any entry was masked. */
+static int mask_tile(const fattn__problem *pb, int64_t b, int64_t hk, int64_t i0, int64_t bq,
+                     int64_t j0, int64_t n, int limits, float *st, int64_t srow, int64_t lds) {
   const int64_t rows = pb->G * bq;
+  int masked = 0;
   for (int64_t r = 0; r < rows; r++) {
     const int64_t g = r / bq, i = i0 + r % bq, h = hk * pb->G + g;
     float *sr = st + r * srow;
@@ -101,19 +105,58 @@ static void mask_tile(const fattn__problem *pb, int64_t b, int64_t hk, int64_t i
       if (pb->mask_dtype == FATTN_U8) {
         const uint8_t *mk = (const uint8_t *)pb->mask.base + off;
         for (int64_t j = 0; j < n; j++)
-          if (!mk[j * ms]) sr[j * lds] = -INFINITY;
+          if (!mk[j * ms]) sr[j * lds] = -INFINITY, masked = 1;
       } else {
         const float *mk = (const float *)pb->mask.base + off;
-        for (int64_t j = 0; j < n; j++)
-          sr[j * lds] += mk[j * ms] * FATTN__LOG2E; /* scores are in log2 units */
+        for (int64_t j = 0; j < n; j++) {
+          const float x = mk[j * ms];
+          if (x == -INFINITY)
+            sr[j * lds] = -INFINITY, masked = 1;
+          else
+            sr[j * lds] += x * FATTN__LOG2E; /* scores are in log2 units */
+        }
       }
     }
     if (limits) {
       const int64_t lim = fattn__row_limit(pb, b, i) - j0;
       for (int64_t j = lim < 0 ? 0 : lim; j < n; j++)
-        sr[j * lds] = -INFINITY;
+        sr[j * lds] = -INFINITY, masked = 1;
     }
   }
+  return masked;
+}
+
+/* Nonzero if a V row among keys [0, n) holds a NaN or an infinity (exponent
+ * all ones; integer test, so it vectorises without fast-math). Asked only
+ * for tiles with masked entries: there P = 0 must not meet such a value, since
+ * 0 · NaN would carry it into a row that does not attend the key. */
+static int v_nonfinite(const float *v, int64_t ldv, int64_t sv, int64_t n, int64_t dv) {
+  uint32_t bad = 0;
+  for (int64_t j = 0; j < n; j++)
+    for (int64_t c = 0; c < dv; c++) {
+      uint32_t u;
+      memcpy(&u, v + j * ldv + c * sv, 4);
+      bad |= (u & 0x7f800000u) == 0x7f800000u;
+    }
+  return bad != 0;
+}
+
+/* pv for a tile with masked entries and non-finite values in V (rare): as
+ * the kernel, but a term with P = 0 is skipped (masked, or a weight below
+ * 2^-126 of the row's largest). Element (row r, key j) of P at
+ * p[r·prow + j·lds]; O element (r, c) at o[r·orow + c·ldo]. */
+static void pv_skip_zero(int64_t rows, int64_t n, int64_t dv, const float *p, int64_t prow,
+                         int64_t lds, const float *v, int64_t ldv, int64_t sv, const float *alpha,
+                         float *o, int64_t orow, int64_t ldo) {
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t c = 0; c < dv; c++) {
+      float acc = alpha[r] * o[r * orow + c * ldo];
+      for (int64_t j = 0; j < n; j++) {
+        const float pj = p[r * prow + j * lds];
+        if (pj != 0.0f) acc += pj * v[j * ldv + c * sv];
+      }
+      o[r * orow + c * ldo] = acc;
+    }
 }
 
 /* A unit of at most t->small_rows rows (decode: the G heads of one query
@@ -138,9 +181,14 @@ static void run_unit_small(const fattn__problem *pb, const fattn__kernel_table *
     const int64_t n = jhi - j0 < bn ? jhi - j0 : bn;
     t->qk_rows(rows, n, D, w->qt, kbase + j0 * pb->k.s[2], pb->k.s[2], w->st, bn);
     const int straddles = j0 + n > jlo_all;
-    if (pb->has_mask || straddles) mask_tile(pb, b, hk, i0, bq, j0, n, straddles, w->st, bn, 1);
+    const int masked =
+        (pb->has_mask || straddles) && mask_tile(pb, b, hk, i0, bq, j0, n, straddles, w->st, bn, 1);
     t->softmax_rows(rows, n, w->st, bn, w->m, w->l, w->alpha);
-    t->pv_rows(rows, n, Dv, w->st, bn, vbase + j0 * pb->v.s[2], pb->v.s[2], w->alpha, w->ot, Dv);
+    const float *vb = vbase + j0 * pb->v.s[2];
+    if (masked && v_nonfinite(vb, pb->v.s[2], 1, n, Dv))
+      pv_skip_zero(rows, n, Dv, w->st, bn, 1, vb, pb->v.s[2], 1, w->alpha, w->ot, Dv, 1);
+    else
+      t->pv_rows(rows, n, Dv, w->st, bn, vb, pb->v.s[2], w->alpha, w->ot, Dv);
   }
   if (sk->o) {
     for (int64_t r = 0; r < rows; r++) {
@@ -211,10 +259,14 @@ static void run_unit(const fattn__problem *pb, const fattn__kernel_table *t,
     const int64_t n = jhi - j0 < bn ? jhi - j0 : bn;
     t->qk(rp, n, D, w->qt, kbase + j0 * pb->k.s[2], pb->k.s[2], pb->k.s[3], w->st, rp);
     const int straddles = j0 + n > jlo_all;
-    if (pb->has_mask || straddles) mask_tile(pb, b, hk, i0, bq, j0, n, straddles, w->st, 1, rp);
+    const int masked =
+        (pb->has_mask || straddles) && mask_tile(pb, b, hk, i0, bq, j0, n, straddles, w->st, 1, rp);
     t->softmax(rp, n, w->st, rp, w->m, w->l, w->alpha);
-    t->pv(rp, n, Dv, w->st, rp, vbase + j0 * pb->v.s[2], pb->v.s[2], pb->v.s[3], w->alpha, w->ot,
-          rp);
+    const float *vb = vbase + j0 * pb->v.s[2];
+    if (masked && v_nonfinite(vb, pb->v.s[2], pb->v.s[3], n, Dv))
+      pv_skip_zero(rows, n, Dv, w->st, 1, rp, vb, pb->v.s[2], pb->v.s[3], w->alpha, w->ot, 1, rp);
+    else
+      t->pv(rp, n, Dv, w->st, rp, vb, pb->v.s[2], pb->v.s[3], w->alpha, w->ot, rp);
   }
 
   /* O / l back to row-major `out` (alpha is free now: it holds 1 / l). */
@@ -253,17 +305,20 @@ static void merge_unit(const fattn__problem *pb, const fattn__plan *plan, char *
   const int64_t rows = pb->G * bq, Dv = pb->Dv, so = pb->out.s[3], nc = plan->nchunks;
   for (int64_t r = 0; r < rows; r++) {
     const int64_t h = hk * pb->G + r / bq, i = i0 + r % bq;
+    /* an empty chunk has l = 0; a NaN in m or l must reach the row */
     float M = -INFINITY, L = 0.0f;
     for (int64_t c = 0; c < nc; c++) {
       const sink s = slot_at(pb, plan, partials, u * nc + c);
-      if (s.l[r] > 0.0f && s.m[r] > M) M = s.m[r];
+      if (s.l[r] != 0.0f && (s.m[r] > M || isnan(s.m[r]) || isnan(s.l[r])))
+        M = isnan(s.l[r]) ? NAN : s.m[r];
+      if (isnan(M)) break;
     }
     float *orow = fattn__out_row(pb, b, h, i);
     for (int64_t x = 0; x < Dv; x++)
       orow[x * so] = 0.0f;
     for (int64_t c = 0; c < nc; c++) {
       const sink s = slot_at(pb, plan, partials, u * nc + c);
-      if (!(s.l[r] > 0.0f)) continue;
+      if (s.l[r] == 0.0f) continue;
       const float wc = s.l[r] * exp2f(s.m[r] - M);
       L += wc;
       for (int64_t x = 0; x < Dv; x++)
@@ -296,6 +351,7 @@ void fattn__driver_run(const fattn__problem *pb, const fattn__kernel_table *t,
     tid = omp_get_thread_num();
 #endif
     if (plan->pin != FATTN_PIN_NONE && tid > 0) fattn__pin_worker(plan->pin, tid, caller_slot);
+    const unsigned fp = fattn__fp_enter(); /* denormals flushed, round to nearest */
     const unit_ws w = layout(pb, plan, (char *)workspace + (int64_t)tid * plan->per_thread_bytes);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < plan->items; it++) {
@@ -314,5 +370,6 @@ void fattn__driver_run(const fattn__problem *pb, const fattn__kernel_table *t,
         merge_unit(pb, plan, partials, u, bh / pb->Hkv, bh % pb->Hkv, qb * plan->bm);
       }
     }
+    fattn__fp_leave(fp);
   }
 }

@@ -181,6 +181,13 @@ fattn_status fattn__context_resolve(fattn_context *ctx, fattn_context **out);
 fattn_status fattn__workspace_acquire(fattn_context *ctx, size_t bytes, int *slot, void **mem);
 void fattn__workspace_release(fattn_context *ctx, int slot);
 
+/* ---- floating-point environment (fpmode.c) -------------------------------------- */
+
+/* Sets round-to-nearest with denormals flushed to zero on the calling thread;
+ * returns what to give fattn__fp_leave to restore the caller's environment. */
+unsigned fattn__fp_enter(void);
+void fattn__fp_leave(unsigned saved);
+
 /* ---- compute ---------------------------------------------------------------- */
 
 /* Fused tiled online-softmax driver over one kernel table. Never fails once the

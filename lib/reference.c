@@ -23,19 +23,30 @@ fattn_status fattn__reference_run(const fattn__problem *pb) {
         const int64_t lim = fattn__row_limit(pb, b, i);
         /* pass 1: scores and their maximum */
         double mx = -INFINITY;
+        int has_nan = 0;
         for (int64_t j = 0; j < pb->Lk; j++) {
+          /* A masked key (past the row's limit, U8 0, additive -inf) is not
+           * attended at all: nothing of its k or v reaches the row, not even a
+           * NaN. */
           double x = -INFINITY;
-          if (j < lim) {
+          const double mk = pb->has_mask ? fattn__mask_at(pb, b, h, i, j) : 0.0;
+          if (j < lim && mk != -INFINITY) {
             double dot = 0.0;
             for (int64_t p = 0; p < pb->D; p++)
               dot += (double)fattn__at(&pb->q, b, h, i, p) * (double)fattn__at(&pb->k, b, hk, j, p);
-            x = dot * scale;
-            if (pb->has_mask) x += fattn__mask_at(pb, b, h, i, j);
+            x = dot * scale + mk;
           }
           s[j] = x;
           if (x > mx) mx = x;
+          if (isnan(x)) has_nan = 1;
         }
         float *o_row = fattn__out_row(pb, b, h, i);
+        if (has_nan) { /* a NaN score among the attended keys: the whole row is NaN */
+          for (int64_t c = 0; c < pb->Dv; c++)
+            o_row[c * pb->out.s[3]] = NAN;
+          if (pb->has_lse) *fattn__lse_at(pb, b, h, i) = NAN;
+          continue;
+        }
         if (mx == -INFINITY) { /* no key to attend: zeros, lse = -inf */
           for (int64_t c = 0; c < pb->Dv; c++)
             o_row[c * pb->out.s[3]] = 0.0f;
