@@ -1,8 +1,9 @@
 /* Threads: output and lse are bitwise identical for 1, 2, 3 and 4 threads on
  * prefill and decode shapes, with and without split-KV (the last two shapes
  * have fewer units than the plan's split threshold, so their keys are cut into
- * chunks merged by log-sum-exp); concurrent calls on one context and on the
- * default context give the single-threaded bits; a call from inside the
+ * chunks merged by log-sum-exp); 8 concurrent callers cycling through every
+ * shape on a shared context, the default one and contexts of their own get
+ * the single-threaded bits; a call from inside the
  * caller's own OpenMP parallel region works (runs on that thread).
  *
  * Pinning: runtime info reports the policy and binding applied; the calling
@@ -78,21 +79,24 @@ typedef struct job {
   fattn_context *ctx;
   fattn_backend be;
   int shape, reps, bad;
-  const data *d;
-  const float *want_out, *want_lse;
+  const data *d;                /* all shapes */
+  const float *const *want_out; /* per shape */
+  const float *const *want_lse;
 } job;
 
+/* reps calls, shape after shape starting at j->shape */
 static void *worker(void *arg) {
   job *j = arg;
-  const shape *s = &SHAPES[j->shape];
-  float *out = malloc(j->d->nout * 4), *lse = malloc(j->d->nlse * 4);
   for (int r = 0; r < j->reps; r++) {
-    if (run(j->ctx, j->be, s, j->d, out, lse) != FATTN_SUCCESS ||
-        memcmp(out, j->want_out, j->d->nout * 4) || memcmp(lse, j->want_lse, j->d->nlse * 4))
+    const int si = (j->shape + r) % NSHAPES;
+    const data *d = &j->d[si];
+    float *out = malloc(d->nout * 4), *lse = malloc(d->nlse * 4);
+    if (run(j->ctx, j->be, &SHAPES[si], d, out, lse) != FATTN_SUCCESS ||
+        memcmp(out, j->want_out[si], d->nout * 4) || memcmp(lse, j->want_lse[si], d->nlse * 4))
       j->bad++;
+    free(out);
+    free(lse);
   }
-  free(out);
-  free(lse);
   return NULL;
 }
 
@@ -254,30 +258,44 @@ int main(void) {
       }
       printf("%-8s %-16s bitwise identical for 1..4 threads\n", fattn_backend_name(be[b]), s->name);
     }
-    /* 6 threads at once: two per shape, on one shared context and on the default one */
-    fattn_context *shared;
+    /* 8 threads at once, each cycling through every shape for 12 calls: on one
+     * shared context, on the default one, and on a context of their own */
+    fattn_context *shared, *own[8] = {0};
     EXPECT(fattn_context_create(NULL, &shared) == FATTN_SUCCESS, "%s", fattn_last_error());
-    pthread_t th[6];
-    job jobs[6];
-    for (int i = 0; i < 6; i++) {
-      jobs[i] = (job){
-          i % 2 ? shared : NULL, be[b], i % NSHAPES, 10, 0, &d[i % NSHAPES], want_out[i % NSHAPES],
-          want_lse[i % NSHAPES]};
+    pthread_t th[8];
+    job jobs[8];
+    for (int i = 0; i < 8; i++) {
+      if (i % 3 == 2)
+        EXPECT(fattn_context_create(NULL, &own[i]) == FATTN_SUCCESS, "%s", fattn_last_error());
+      jobs[i] = (job){i % 3 == 0   ? NULL
+                      : i % 3 == 1 ? shared
+                                   : own[i],
+                      be[b],
+                      i % NSHAPES,
+                      12,
+                      0,
+                      d,
+                      (const float *const *)want_out,
+                      (const float *const *)want_lse};
       pthread_create(&th[i], NULL, worker, &jobs[i]);
     }
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < 8; i++) {
       pthread_join(th[i], NULL);
       EXPECT(jobs[i].bad == 0, "%s: concurrent caller %d got %d wrong results",
              fattn_backend_name(be[b]), i, jobs[i].bad);
+      fattn_context_destroy(own[i]);
       checks++;
     }
     fattn_context_destroy(shared);
-    printf("%-8s 6 concurrent callers x 10 calls: same bits\n", fattn_backend_name(be[b]));
+    printf("%-8s 8 concurrent callers x 12 calls over %d shapes (shared, default and own "
+           "contexts): same bits\n",
+           fattn_backend_name(be[b]), NSHAPES);
 #if defined(_OPENMP)
     int bad = 0;
 #pragma omp parallel num_threads(2) reduction(+ : bad)
     {
-      job j = {NULL, be[b], 2, 3, 0, &d[2], want_out[2], want_lse[2]};
+      job j = {
+          NULL, be[b], 2, 3, 0, d, (const float *const *)want_out, (const float *const *)want_lse};
       worker(&j);
       bad += j.bad;
     }
