@@ -11,16 +11,21 @@
  *   --all                              also run the scalar backend on the large
  *                                      shapes (slow: minutes per benchmark)
  *   --block-keys N, --block-queries N  override the plan's block sizes (tuning)
+ *   --dtypes Q,KV,OUT                  element types (f32, bf16, f16) of q, of k and v,
+ *                                      and of out (default f32,f32,f32); names get a
+ *                                      /dt:Q-KV-OUT suffix when not all f32
  * Counters: GFLOPS = useful FLOPs / s / 1e9 (4·B·H·Lq·Lk·D for non-causal shapes;
  * causal shapes count only the (q, k) pairs that are not masked); GBps = bytes of
  * q, k, v and out, each once, per second. All shapes run with warm caches. */
 #define _POSIX_C_SOURCE 200809L
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "fattn.h"
+#include "half.h"
 #include "gbench_shim.h"
 #include "bench_ukernel.h"
 #include "peak.h"
@@ -64,6 +69,12 @@ static double peak_of(fattn_backend be) {
   return be == FATTN_BACKEND_AVX512 ? g_peak1[0] : be == FATTN_BACKEND_AVX2 ? g_peak1[1] : 0;
 }
 static int64_t g_block_keys, g_block_queries; /* --block-keys / --block-queries, 0 = plan's */
+static fattn_dtype g_dt[3] = {FATTN_F32, FATTN_F32, FATTN_F32}; /* --dtypes: q, k/v, out */
+
+static double esize(fattn_dtype t) { return t == FATTN_F32 ? 4.0 : 2.0; }
+static const char *dt_name(fattn_dtype t) {
+  return t == FATTN_F32 ? "f32" : t == FATTN_BF16 ? "bf16" : "f16";
+}
 
 static double bench_now(void) {
   struct timespec t;
@@ -83,15 +94,21 @@ static double useful_flops(const shape *s) {
 }
 
 static double bytes_moved(const shape *s) {
-  return 4.0 * (double)(2 * s->B * s->H * s->Lq * s->D + 2 * s->B * s->Hkv * s->Lk * s->D);
+  return (esize(g_dt[0]) + esize(g_dt[2])) * (double)(s->B * s->H * s->Lq * s->D) +
+         esize(g_dt[1]) * (double)(2 * s->B * s->Hkv * s->Lk * s->D);
 }
 
-static float *random_buffer(int64_t n, unsigned seed) {
-  float *p = malloc((size_t)n * sizeof *p);
+/* n random values in [-1, 1) of dtype dt. */
+static void *random_buffer(int64_t n, unsigned seed, fattn_dtype dt) {
+  char *p = malloc((size_t)n * (size_t)esize(dt));
   if (!p) return NULL;
   for (int64_t i = 0; i < n; i++) {
     seed = seed * 1664525u + 1013904223u;
-    p[i] = (float)(seed >> 8) / (float)(1u << 24) * 2.0f - 1.0f;
+    const float x = (float)(seed >> 8) / (float)(1u << 24) * 2.0f - 1.0f;
+    if (dt == FATTN_F32)
+      ((float *)p)[i] = x;
+    else
+      ((uint16_t *)p)[i] = dt == FATTN_BF16 ? fattn__f32_to_bf16(x) : fattn__f32_to_f16(x);
   }
   return p;
 }
@@ -105,7 +122,7 @@ static int64_t g_llc_bytes = 32 << 20;
 
 static int kv_copies(const shape *s) {
   if (s->Lq > 16) return 1;
-  const double kv = 8.0 * (double)(s->B * s->Hkv * s->Lk * s->D);
+  const double kv = 2.0 * esize(g_dt[1]) * (double)(s->B * s->Hkv * s->Lk * s->D);
   int n = (int)(4.0 * (double)g_llc_bytes / kv) + 1;
   return n < 1 ? 1 : n > 64 ? 64 : n;
 }
@@ -115,10 +132,11 @@ static void run_sdpa(gb_state *st, void *arg) {
   const shape *s = &b->s;
   const int copies = kv_copies(s);
   const int64_t kvn = s->B * s->Hkv * s->Lk * s->D;
-  float *q = random_buffer(s->B * s->H * s->Lq * s->D, 1);
-  float *k = random_buffer(kvn * copies, 2);
-  float *v = random_buffer(kvn * copies, 3);
-  float *o = malloc((size_t)(s->B * s->H * s->Lq * s->D) * sizeof *o);
+  char *q = random_buffer(s->B * s->H * s->Lq * s->D, 1, g_dt[0]);
+  char *k = random_buffer(kvn * copies, 2, g_dt[1]);
+  char *v = random_buffer(kvn * copies, 3, g_dt[1]);
+  char *o = malloc((size_t)(s->B * s->H * s->Lq * s->D) * (size_t)esize(g_dt[2]));
+  const int64_t kvbytes = kvn * (int64_t)esize(g_dt[1]);
   fattn_context *ctx = NULL;
   fattn_context_options opt;
   fattn_context_options_init(&opt);
@@ -129,10 +147,10 @@ static void run_sdpa(gb_state *st, void *arg) {
     gb_skip(st, "out of memory or no context");
     goto done;
   }
-  fattn_tensor tq = fattn_tensor_contiguous(q, FATTN_F32, s->B, s->H, s->Lq, s->D);
-  fattn_tensor tk = fattn_tensor_contiguous(k, FATTN_F32, s->B, s->Hkv, s->Lk, s->D);
-  fattn_tensor tv = fattn_tensor_contiguous(v, FATTN_F32, s->B, s->Hkv, s->Lk, s->D);
-  fattn_tensor to = fattn_tensor_contiguous(o, FATTN_F32, s->B, s->H, s->Lq, s->D);
+  fattn_tensor tq = fattn_tensor_contiguous(q, g_dt[0], s->B, s->H, s->Lq, s->D);
+  fattn_tensor tk = fattn_tensor_contiguous(k, g_dt[1], s->B, s->Hkv, s->Lk, s->D);
+  fattn_tensor tv = fattn_tensor_contiguous(v, g_dt[1], s->B, s->Hkv, s->Lk, s->D);
+  fattn_tensor to = fattn_tensor_contiguous(o, g_dt[2], s->B, s->H, s->Lq, s->D);
   fattn_sdpa_params p;
   fattn_sdpa_params_init(&p);
   p.causal = s->causal ? FATTN_CAUSAL_TOP_LEFT : FATTN_CAUSAL_NONE;
@@ -147,8 +165,8 @@ static void run_sdpa(gb_state *st, void *arg) {
   const double t0 = bench_now();
   while (gb_keep_running(st)) {
     const int64_t c = iters % copies;
-    tk.data = k + c * kvn;
-    tv.data = v + c * kvn;
+    tk.data = k + c * kvbytes;
+    tv.data = v + c * kvbytes;
     fattn_sdpa(ctx, &tq, &tk, &tv, &to, &p);
     iters++;
   }
@@ -290,6 +308,23 @@ int main(int argc, char **argv) {
       g_block_keys = atoll(argv[++i]);
     } else if (i > 0 && i + 1 < argc && !strcmp(argv[i], "--block-queries")) {
       g_block_queries = atoll(argv[++i]);
+    } else if (i > 0 && i + 1 < argc && !strcmp(argv[i], "--dtypes")) {
+      char a[3][8] = {{0}};
+      const char *arg = argv[++i];
+      if (sscanf(arg, "%7[^,],%7[^,],%7s", a[0], a[1], a[2]) != 3) {
+        fprintf(stderr, "--dtypes wants Q,KV,OUT from f32, bf16, f16; got %s\n", arg);
+        return 2;
+      }
+      for (int x = 0; x < 3; x++) {
+        if (!strcmp(a[x], "f32") || !strcmp(a[x], "bf16") || !strcmp(a[x], "f16")) {
+          g_dt[x] = !strcmp(a[x], "f32")    ? FATTN_F32
+                    : !strcmp(a[x], "bf16") ? FATTN_BF16
+                                            : FATTN_F16;
+        } else {
+          fprintf(stderr, "--dtypes: unknown type %s (f32, bf16, f16)\n", a[x]);
+          return 2;
+        }
+      }
     } else if (i > 0 && i + 1 < argc && !strcmp(argv[i], "--threads")) {
       thread_list = argv[++i];
     } else if (i > 0 && i + 1 < argc && !strcmp(argv[i], "--shape")) {
@@ -403,8 +438,12 @@ int main(int argc, char **argv) {
         b->peak = be == FATTN_BACKEND_AVX2 ? peaks[1][ti]
                   : peaks[0][ti] > 0       ? peaks[0][ti]
                                            : peaks[1][ti];
-        const int w = snprintf(b->name, sizeof b->name, "sdpa/%s/%s/threads:%d", bn,
-                               shapes[si].name, threads[ti]);
+        char dts[40] = "";
+        if (g_dt[0] != FATTN_F32 || g_dt[1] != FATTN_F32 || g_dt[2] != FATTN_F32)
+          snprintf(dts, sizeof dts, "/dt:%s-%s-%s", dt_name(g_dt[0]), dt_name(g_dt[1]),
+                   dt_name(g_dt[2]));
+        const int w = snprintf(b->name, sizeof b->name, "sdpa/%s/%s%s/threads:%d", bn,
+                               shapes[si].name, dts, threads[ti]);
         if (w < 0 || w >= (int)sizeof b->name) continue;
         gb_register(b->name, run_sdpa, b);
       }

@@ -24,12 +24,14 @@
  *   FA_TW, fa_tvec, fa_tloadu(p), fa_tstoreu(p, x), fa_tmul, fa_tset1(f),
  *   fa_transpose(x)      an FA_TW × FA_TW in-register transpose of x[0..FA_TW)
  *                        (pack_q / store_o; x86 uses 8×8 AVX for both widths)
+ *   fa_cvt_f16(p) fa_cvt_bf16(p)  FA_W halves (unaligned) from p to a vector of f32
  *   FA_SUFFIX            e.g. avx512 (function and table names)
  *   FA_BACKEND           FATTN_BACKEND_...
  */
 #include <math.h>
 #include <string.h>
 
+#include "half.h"
 #include "kernel.h"
 
 #define FA_CAT2(a, b) a##b
@@ -217,9 +219,25 @@ static void FA_FN(pv)(int64_t rows, int64_t n, int64_t dv, const float *pt, int6
 #define FA_SMALL_KEYS 4
 #define FA_PF 16 /* keys ahead to prefetch in the small kernels */
 
+/* K / V elements of the small kernels: DT 0 = f32, 1 = f16, 2 = bf16 (a
+ * compile-time constant after inlining), converted on load. */
+FA_INLINE fa_vec ld_vec(const int DT, const void *p, int64_t i) {
+  return DT == 0   ? fa_loadu((const float *)p + i)
+         : DT == 1 ? fa_cvt_f16((const uint16_t *)p + i)
+                   : fa_cvt_bf16((const uint16_t *)p + i);
+}
+FA_INLINE float ld_one(const int DT, const void *p, int64_t i) {
+  return DT == 0   ? ((const float *)p)[i]
+         : DT == 1 ? fattn__f16_to_f32(((const uint16_t *)p)[i])
+                   : fattn__bf16_to_f32(((const uint16_t *)p)[i]);
+}
+FA_INLINE const void *el(const int DT, const void *p, int64_t i) {
+  return (const char *)p + i * (DT == 0 ? 4 : 2);
+}
+
 /* Up to 4 rows × 4 keys of dot products along d. */
-FA_INLINE void qk_rows_tile(const int M, const int NK, int64_t d, const float *q, const float *k,
-                            int64_t ldk, float *s, int64_t lds) {
+FA_INLINE void qk_rows_tile(const int M, const int NK, const int DT, int64_t d, const float *q,
+                            const void *k, int64_t ldk, float *s, int64_t lds) {
   fa_vec acc[FA_SMALL_ROWS][FA_SMALL_KEYS];
 #pragma GCC unroll 4
   for (int r = 0; r < M; r++)
@@ -231,7 +249,7 @@ FA_INLINE void qk_rows_tile(const int M, const int NK, int64_t d, const float *q
     fa_vec kv[FA_SMALL_KEYS];
 #pragma GCC unroll 4
     for (int jj = 0; jj < NK; jj++)
-      kv[jj] = fa_loadu(k + jj * ldk + p);
+      kv[jj] = ld_vec(DT, k, jj * ldk + p);
 #pragma GCC unroll 4
     for (int r = 0; r < M; r++) {
       const fa_vec qv = fa_loadu(q + r * d + p);
@@ -246,13 +264,13 @@ FA_INLINE void qk_rows_tile(const int M, const int NK, int64_t d, const float *q
     for (int jj = 0; jj < NK; jj++) {
       float x = fa_hsum(acc[r][jj]);
       for (int64_t t = p; t < d; t++)
-        x += q[r * d + t] * k[jj * ldk + t];
+        x += q[r * d + t] * ld_one(DT, k, jj * ldk + t);
       s[r * lds + jj] = x;
     }
 }
 
-FA_INLINE void qk_rows_m(const int M, int64_t n, int64_t d, const float *q, const float *k,
-                         int64_t ldk, float *s, int64_t lds) {
+FA_INLINE void qk_rows_m(const int M, const int DT, int64_t n, int64_t d, const float *q,
+                         const void *k, int64_t ldk, float *s, int64_t lds) {
   int64_t j = 0;
   for (; j + FA_SMALL_KEYS <= n; j += FA_SMALL_KEYS) {
     /* decode streams K once from memory: ask for the rows FA_PF keys ahead
@@ -260,22 +278,35 @@ FA_INLINE void qk_rows_m(const int M, int64_t n, int64_t d, const float *q, cons
      * 16.2 -> 11.6 ms with the V prefetch below. */
     if (j + FA_PF + FA_SMALL_KEYS <= n)
       for (int jj = 0; jj < FA_SMALL_KEYS; jj++)
-        for (int64_t off = 0; off < d; off += 64 / (int64_t)sizeof(float))
-          __builtin_prefetch(k + (j + FA_PF + jj) * ldk + off);
-    qk_rows_tile(M, FA_SMALL_KEYS, d, q, k + j * ldk, ldk, s + j, lds);
+        for (int64_t off = 0; off < d; off += DT == 0 ? 16 : 32)
+          __builtin_prefetch(el(DT, k, (j + FA_PF + jj) * ldk + off));
+    qk_rows_tile(M, FA_SMALL_KEYS, DT, d, q, el(DT, k, j * ldk), ldk, s + j, lds);
   }
   for (; j < n; j++)
-    qk_rows_tile(M, 1, d, q, k + j * ldk, ldk, s + j, lds);
+    qk_rows_tile(M, 1, DT, d, q, el(DT, k, j * ldk), ldk, s + j, lds);
+}
+
+FA_INLINE void qk_rows_dt(const int DT, int64_t m, int64_t n, int64_t d, const float *q,
+                          const void *k, int64_t ldk, float *s, int64_t lds) {
+  switch (m) {
+  case 4: qk_rows_m(4, DT, n, d, q, k, ldk, s, lds); break;
+  case 3: qk_rows_m(3, DT, n, d, q, k, ldk, s, lds); break;
+  case 2: qk_rows_m(2, DT, n, d, q, k, ldk, s, lds); break;
+  default: qk_rows_m(1, DT, n, d, q, k, ldk, s, lds); break;
+  }
 }
 
 static void FA_FN(qk_rows)(int64_t m, int64_t n, int64_t d, const float *q, const float *k,
                            int64_t ldk, float *s, int64_t lds) {
-  switch (m) {
-  case 4: qk_rows_m(4, n, d, q, k, ldk, s, lds); break;
-  case 3: qk_rows_m(3, n, d, q, k, ldk, s, lds); break;
-  case 2: qk_rows_m(2, n, d, q, k, ldk, s, lds); break;
-  default: qk_rows_m(1, n, d, q, k, ldk, s, lds); break;
-  }
+  qk_rows_dt(0, m, n, d, q, k, ldk, s, lds);
+}
+
+static void FA_FN(qk_rows_half)(int64_t m, int64_t n, int64_t d, const float *q, const void *k,
+                                int64_t ldk, fattn_dtype dt, float *s, int64_t lds) {
+  if (dt == FATTN_BF16)
+    qk_rows_dt(2, m, n, d, q, k, ldk, s, lds);
+  else
+    qk_rows_dt(1, m, n, d, q, k, ldk, s, lds);
 }
 
 static void FA_FN(softmax_rows)(int64_t m, int64_t n, float *s, int64_t lds, float *mrow,
@@ -324,8 +355,8 @@ static void FA_FN(softmax_rows)(int64_t m, int64_t n, float *s, int64_t lds, flo
 
 /* Up to 4 rows × FA_SMALL_CV vectors of O along dv. */
 #define FA_SMALL_CV 4
-FA_INLINE void pv_rows_tile(const int M, const int CV, int64_t n, const float *p, int64_t lds,
-                            const float *v, int64_t ldv, const float *alpha, float *o,
+FA_INLINE void pv_rows_tile(const int M, const int CV, const int DT, int64_t n, const float *p,
+                            int64_t lds, const void *v, int64_t ldv, const float *alpha, float *o,
                             int64_t ldo) {
   fa_vec acc[FA_SMALL_ROWS][FA_SMALL_CV];
 #pragma GCC unroll 4
@@ -333,14 +364,15 @@ FA_INLINE void pv_rows_tile(const int M, const int CV, int64_t n, const float *p
 #pragma GCC unroll 4
     for (int cv = 0; cv < CV; cv++)
       acc[r][cv] = fa_mul(fa_loadu(o + r * ldo + cv * FA_W), fa_set1(alpha[r]));
+  const int es = DT == 0 ? 4 : 2, step = FA_W * es >= 64 ? 1 : 64 / (FA_W * es);
   for (int64_t j = 0; j < n; j++) {
     if (j + FA_PF < n) /* V streams from memory too: this tile's part of a row ahead */
-      for (int cv = 0; cv < CV; cv += FA_W * 4 >= 64 ? 1 : 64 / (FA_W * 4))
-        __builtin_prefetch(v + (j + FA_PF) * ldv + cv * FA_W);
+      for (int cv = 0; cv < CV; cv += step)
+        __builtin_prefetch(el(DT, v, (j + FA_PF) * ldv + cv * FA_W));
     fa_vec vv[FA_SMALL_CV];
 #pragma GCC unroll 4
     for (int cv = 0; cv < CV; cv++)
-      vv[cv] = fa_loadu(v + j * ldv + cv * FA_W);
+      vv[cv] = ld_vec(DT, v, j * ldv + cv * FA_W);
 #pragma GCC unroll 4
     for (int r = 0; r < M; r++) {
       const fa_vec pb = fa_bcast(p + r * lds + j);
@@ -356,30 +388,46 @@ FA_INLINE void pv_rows_tile(const int M, const int CV, int64_t n, const float *p
       fa_storeu(o + r * ldo + cv * FA_W, acc[r][cv]);
 }
 
-FA_INLINE void pv_rows_m(const int M, int64_t n, int64_t dv, const float *p, int64_t lds,
-                         const float *v, int64_t ldv, const float *alpha, float *o, int64_t ldo) {
+FA_INLINE void pv_rows_m(const int M, const int DT, int64_t n, int64_t dv, const float *p,
+                         int64_t lds, const void *v, int64_t ldv, const float *alpha, float *o,
+                         int64_t ldo) {
   int64_t c = 0;
   for (; c + FA_SMALL_CV * FA_W <= dv; c += FA_SMALL_CV * FA_W)
-    pv_rows_tile(M, FA_SMALL_CV, n, p, lds, v + c, ldv, alpha, o + c, ldo);
+    pv_rows_tile(M, FA_SMALL_CV, DT, n, p, lds, el(DT, v, c), ldv, alpha, o + c, ldo);
   for (; c + FA_W <= dv; c += FA_W)
-    pv_rows_tile(M, 1, n, p, lds, v + c, ldv, alpha, o + c, ldo);
+    pv_rows_tile(M, 1, DT, n, p, lds, el(DT, v, c), ldv, alpha, o + c, ldo);
   for (; c < dv; c++) /* element tail */
     for (int r = 0; r < M; r++) {
       float acc = alpha[r] * o[r * ldo + c];
       for (int64_t j = 0; j < n; j++)
-        acc += p[r * lds + j] * v[j * ldv + c];
+        acc += p[r * lds + j] * ld_one(DT, v, j * ldv + c);
       o[r * ldo + c] = acc;
     }
 }
 
+FA_INLINE void pv_rows_dt(const int DT, int64_t m, int64_t n, int64_t dv, const float *p,
+                          int64_t lds, const void *v, int64_t ldv, const float *alpha, float *o,
+                          int64_t ldo) {
+  switch (m) {
+  case 4: pv_rows_m(4, DT, n, dv, p, lds, v, ldv, alpha, o, ldo); break;
+  case 3: pv_rows_m(3, DT, n, dv, p, lds, v, ldv, alpha, o, ldo); break;
+  case 2: pv_rows_m(2, DT, n, dv, p, lds, v, ldv, alpha, o, ldo); break;
+  default: pv_rows_m(1, DT, n, dv, p, lds, v, ldv, alpha, o, ldo); break;
+  }
+}
+
 static void FA_FN(pv_rows)(int64_t m, int64_t n, int64_t dv, const float *p, int64_t lds,
                            const float *v, int64_t ldv, const float *alpha, float *o, int64_t ldo) {
-  switch (m) {
-  case 4: pv_rows_m(4, n, dv, p, lds, v, ldv, alpha, o, ldo); break;
-  case 3: pv_rows_m(3, n, dv, p, lds, v, ldv, alpha, o, ldo); break;
-  case 2: pv_rows_m(2, n, dv, p, lds, v, ldv, alpha, o, ldo); break;
-  default: pv_rows_m(1, n, dv, p, lds, v, ldv, alpha, o, ldo); break;
-  }
+  pv_rows_dt(0, m, n, dv, p, lds, v, ldv, alpha, o, ldo);
+}
+
+static void FA_FN(pv_rows_half)(int64_t m, int64_t n, int64_t dv, const float *p, int64_t lds,
+                                const void *v, int64_t ldv, fattn_dtype dt, const float *alpha,
+                                float *o, int64_t ldo) {
+  if (dt == FATTN_BF16)
+    pv_rows_dt(2, m, n, dv, p, lds, v, ldv, alpha, o, ldo);
+  else
+    pv_rows_dt(1, m, n, dv, p, lds, v, ldv, alpha, o, ldo);
 }
 
 /* ---- pack_q / store_o: FA_TW × FA_TW transposes ---------------------------------- */
@@ -429,6 +477,32 @@ static void FA_FN(store_o)(int64_t m, int64_t dv, const float *ot, int64_t ldo, 
       dst[r * ldd + c] = ot[c * ldo + r] * inv[r];
 }
 
+/* ---- half rows to f32 (half K / V) -------------------------------------------------- */
+
+static void FA_FN(cvt_rows)(int64_t n, int64_t d, const void *src, int64_t lds, fattn_dtype dt,
+                            float *dst, int64_t ldd) {
+  const uint16_t *h = src;
+  for (int64_t j = 0; j < n; j++) {
+    const uint16_t *hr = h + j * lds;
+    float *dr = dst + j * ldd;
+    if (j + FA_PF < n) /* half K / V stream from memory: rows FA_PF ahead */
+      for (int64_t off = 0; off < d; off += 32)
+        __builtin_prefetch(hr + FA_PF * lds + off);
+    int64_t p = 0;
+    if (dt == FATTN_BF16) {
+      for (; p + FA_W <= d; p += FA_W)
+        fa_storeu(dr + p, fa_cvt_bf16(hr + p));
+      for (; p < d; p++)
+        dr[p] = fattn__bf16_to_f32(hr[p]);
+    } else {
+      for (; p + FA_W <= d; p += FA_W)
+        fa_storeu(dr + p, fa_cvt_f16(hr + p));
+      for (; p < d; p++)
+        dr[p] = fattn__f16_to_f32(hr[p]);
+    }
+  }
+}
+
 /* ---- 2^x over an array (for the error test) --------------------------------------- */
 
 static void FA_FN(exp2)(int64_t n, const float *x, float *y) {
@@ -460,7 +534,10 @@ const fattn__kernel_table FA_TABLE = {
     .qk_rows = FA_FN(qk_rows),
     .softmax_rows = FA_FN(softmax_rows),
     .pv_rows = FA_FN(pv_rows),
+    .qk_rows_half = FA_FN(qk_rows_half),
+    .pv_rows_half = FA_FN(pv_rows_half),
     .pack_q = FA_FN(pack_q),
     .store_o = FA_FN(store_o),
+    .cvt_rows = FA_FN(cvt_rows),
     .exp2 = FA_FN(exp2),
 };

@@ -435,6 +435,11 @@ static int row_empty(const fattn__problem *pb, int64_t b, int64_t h, int64_t i) 
 fattn_status fattn__onednn_run(fattn_context *ctx, const fattn__problem *pb) {
   if (pb->has_lse)
     return fattn__error(FATTN_ERROR_UNSUPPORTED, "the oneDNN baseline does not compute lse");
+  if (pb->q.dtype != FATTN_F32 || pb->k.dtype != FATTN_F32 || pb->v.dtype != FATTN_F32 ||
+      pb->out.dtype != FATTN_F32)
+    return fattn__error(FATTN_ERROR_UNSUPPORTED,
+                        "the oneDNN baseline runs F32 q, k, v and out only (oneDNN 2.6's bf16 "
+                        "matmul is not wired in)");
   pthread_once(&fattn__engine_once, engine_init);
   if (fattn__engine_status != dnnl_success)
     return fattn__error(FATTN_ERROR_BACKEND, "oneDNN: dnnl_engine_create failed (%d)",

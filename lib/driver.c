@@ -65,6 +65,7 @@ static void sink_empty(const sink *sk, int64_t rows) {
 
 typedef struct unit_ws {
   float *qt, *st, *ot, *m, *l, *alpha;
+  float *kc, *vc; /* a key block of K / V converted to f32 (half K / V only) */
 } unit_ws;
 
 static float *carve(char **p, int64_t floats) {
@@ -83,7 +84,34 @@ static unit_ws layout(const fattn__problem *pb, const fattn__plan *plan, char *b
   w.m = carve(&p, rp);
   w.l = carve(&p, rp);
   w.alpha = carve(&p, rp);
+  w.kc = carve(&p, pb->k.dtype != FATTN_F32 ? plan->bn * pb->D : 0);
+  w.vc = carve(&p, pb->v.dtype != FATTN_F32 ? plan->bn * pb->Dv : 0);
   return w;
+}
+
+/* Keys [j0, j0 + n) of K or V (kv head hk of batch b) as f32 rows: the
+ * caller's memory when F32 (row stride *ld, element stride *sd), else
+ * converted into buf (row stride d, contiguous). Half K / V are converted
+ * once per unit and key block: each element then serves all the unit's rows. */
+static const float *kv_block(const fattn__kernel_table *t, const fattn__view *vw, int64_t b,
+                             int64_t hk, int64_t j0, int64_t n, int64_t d, float *buf, int64_t *ld,
+                             int64_t *sd) {
+  if (vw->dtype == FATTN_F32) {
+    *ld = vw->s[2];
+    *sd = vw->s[3];
+    return fattn__ptr(vw, b, hk, j0, 0);
+  }
+  const void *src = fattn__eptr(vw, b, hk, j0, 0);
+  if (vw->s[3] <= 1) {
+    t->cvt_rows(n, d, src, vw->s[2], vw->dtype, buf, d);
+  } else {
+    for (int64_t j = 0; j < n; j++)
+      for (int64_t p = 0; p < d; p++)
+        buf[j * d + p] = fattn__load(src, j * vw->s[2] + p * vw->s[3], vw->dtype);
+  }
+  *ld = d;
+  *sd = 1;
+  return buf;
 }
 
 /* Adds the user's mask and the per-row key limit to the score tile: element
@@ -169,26 +197,37 @@ static void run_unit_small(const fattn__problem *pb, const fattn__kernel_table *
   const int64_t jlo_all = fattn__row_limit(pb, b, i0);
   const float qscale = pb->scale * FATTN__LOG2E;
   for (int64_t r = 0; r < rows; r++) {
-    const float *src = fattn__ptr(&pb->q, b, hk * G + r / bq, i0 + r % bq, 0);
+    const void *src = fattn__eptr(&pb->q, b, hk * G + r / bq, i0 + r % bq, 0);
     for (int64_t p = 0; p < D; p++)
-      w->qt[r * D + p] = src[p * pb->q.s[3]] * qscale;
+      w->qt[r * D + p] = fattn__load(src, p * pb->q.s[3], pb->q.dtype) * qscale;
     w->m[r] = -INFINITY;
     w->l[r] = 0.0f;
   }
   memset(w->ot, 0, (size_t)(rows * Dv) * sizeof(float));
-  const float *kbase = fattn__ptr(&pb->k, b, hk, 0, 0), *vbase = fattn__ptr(&pb->v, b, hk, 0, 0);
   for (int64_t j0 = ja; j0 < jhi; j0 += bn) {
     const int64_t n = jhi - j0 < bn ? jhi - j0 : bn;
-    t->qk_rows(rows, n, D, w->qt, kbase + j0 * pb->k.s[2], pb->k.s[2], w->st, bn);
+    int64_t ldk, ldv, sd;
+    if (pb->k.dtype != FATTN_F32 && pb->k.s[3] <= 1 && t->qk_rows_half) { /* convert on load */
+      t->qk_rows_half(rows, n, D, w->qt, fattn__eptr(&pb->k, b, hk, j0, 0), pb->k.s[2], pb->k.dtype,
+                      w->st, bn);
+    } else {
+      const float *kb = kv_block(t, &pb->k, b, hk, j0, n, D, w->kc, &ldk, &sd);
+      t->qk_rows(rows, n, D, w->qt, kb, ldk, w->st, bn);
+    }
     const int straddles = j0 + n > jlo_all;
     const int masked =
         (pb->has_mask || straddles) && mask_tile(pb, b, hk, i0, bq, j0, n, straddles, w->st, bn, 1);
     t->softmax_rows(rows, n, w->st, bn, w->m, w->l, w->alpha);
-    const float *vb = vbase + j0 * pb->v.s[2];
-    if (masked && v_nonfinite(vb, pb->v.s[2], 1, n, Dv))
-      pv_skip_zero(rows, n, Dv, w->st, bn, 1, vb, pb->v.s[2], 1, w->alpha, w->ot, Dv, 1);
+    if (pb->v.dtype != FATTN_F32 && pb->v.s[3] <= 1 && t->pv_rows_half && !masked) {
+      t->pv_rows_half(rows, n, Dv, w->st, bn, fattn__eptr(&pb->v, b, hk, j0, 0), pb->v.s[2],
+                      pb->v.dtype, w->alpha, w->ot, Dv);
+      continue;
+    }
+    const float *vb = kv_block(t, &pb->v, b, hk, j0, n, Dv, w->vc, &ldv, &sd);
+    if (masked && v_nonfinite(vb, ldv, 1, n, Dv))
+      pv_skip_zero(rows, n, Dv, w->st, bn, 1, vb, ldv, 1, w->alpha, w->ot, Dv, 1);
     else
-      t->pv_rows(rows, n, Dv, w->st, bn, vb, pb->v.s[2], w->alpha, w->ot, Dv);
+      t->pv_rows(rows, n, Dv, w->st, bn, vb, ldv, w->alpha, w->ot, Dv);
   }
   if (sk->o) {
     for (int64_t r = 0; r < rows; r++) {
@@ -203,9 +242,9 @@ static void run_unit_small(const fattn__problem *pb, const fattn__kernel_table *
   for (int64_t r = 0; r < rows; r++) {
     const int64_t h = hk * G + r / bq, i = i0 + r % bq;
     const float inv = row_inv(w->l[r]);
-    float *orow = fattn__out_row(pb, b, h, i);
+    void *orow = fattn__out_erow(pb, b, h, i);
     for (int64_t c = 0; c < Dv; c++)
-      orow[c * pb->out.s[3]] = w->ot[r * Dv + c] * inv;
+      fattn__store(orow, c * pb->out.s[3], pb->out.dtype, w->ot[r * Dv + c] * inv);
     if (pb->has_lse) *fattn__lse_at(pb, b, h, i) = row_lse(w->m[r], w->l[r]);
   }
 }
@@ -225,7 +264,10 @@ static void run_unit(const fattn__problem *pb, const fattn__kernel_table *t,
     sink_empty(sk, rows);
     return;
   }
-  if (rows <= t->small_rows && pb->k.s[3] <= 1 && pb->v.s[3] <= 1) {
+  /* the small kernels want contiguous K / V rows: F32 ones in place, or the
+   * converted copy of half ones */
+  if (rows <= t->small_rows && (pb->k.dtype != FATTN_F32 || pb->k.s[3] <= 1) &&
+      (pb->v.dtype != FATTN_F32 || pb->v.s[3] <= 1)) {
     run_unit_small(pb, t, plan, w, b, hk, i0, bq, ja, jhi, sk);
     return;
   }
@@ -235,13 +277,15 @@ static void run_unit(const fattn__problem *pb, const fattn__kernel_table *t,
    * the softmax needs 2^x only); padding rows are zero. */
   const float qscale = pb->scale * FATTN__LOG2E;
   for (int64_t g = 0; g < G; g++) {
-    const float *src = fattn__ptr(&pb->q, b, hk * G + g, i0, 0);
-    if (pb->q.s[3] <= 1) {
-      t->pack_q(bq, D, src, pb->q.s[2], qscale, w->qt + g * bq, rp);
-    } else {
+    if (pb->q.dtype == FATTN_F32 && pb->q.s[3] <= 1) {
+      t->pack_q(bq, D, fattn__ptr(&pb->q, b, hk * G + g, i0, 0), pb->q.s[2], qscale, w->qt + g * bq,
+                rp);
+    } else { /* strided or half q: element by element (rows · D per unit) */
+      const void *src = fattn__eptr(&pb->q, b, hk * G + g, i0, 0);
       for (int64_t r = 0; r < bq; r++)
         for (int64_t p = 0; p < D; p++)
-          w->qt[p * rp + g * bq + r] = src[r * pb->q.s[2] + p * pb->q.s[3]] * qscale;
+          w->qt[p * rp + g * bq + r] =
+              fattn__load(src, r * pb->q.s[2] + p * pb->q.s[3], pb->q.dtype) * qscale;
     }
   }
   for (int64_t p = 0; p < D; p++)
@@ -253,20 +297,20 @@ static void run_unit(const fattn__problem *pb, const fattn__kernel_table *t,
   }
   memset(w->ot, 0, (size_t)(Dv * rp) * sizeof(float));
 
-  const float *kbase = fattn__ptr(&pb->k, b, hk, 0, 0);
-  const float *vbase = fattn__ptr(&pb->v, b, hk, 0, 0);
   for (int64_t j0 = ja; j0 < jhi; j0 += bn) {
     const int64_t n = jhi - j0 < bn ? jhi - j0 : bn;
-    t->qk(rp, n, D, w->qt, kbase + j0 * pb->k.s[2], pb->k.s[2], pb->k.s[3], w->st, rp);
+    int64_t ldk, sdk, ldv, sdv;
+    const float *kb = kv_block(t, &pb->k, b, hk, j0, n, D, w->kc, &ldk, &sdk);
+    t->qk(rp, n, D, w->qt, kb, ldk, sdk, w->st, rp);
     const int straddles = j0 + n > jlo_all;
     const int masked =
         (pb->has_mask || straddles) && mask_tile(pb, b, hk, i0, bq, j0, n, straddles, w->st, 1, rp);
     t->softmax(rp, n, w->st, rp, w->m, w->l, w->alpha);
-    const float *vb = vbase + j0 * pb->v.s[2];
-    if (masked && v_nonfinite(vb, pb->v.s[2], pb->v.s[3], n, Dv))
-      pv_skip_zero(rows, n, Dv, w->st, 1, rp, vb, pb->v.s[2], pb->v.s[3], w->alpha, w->ot, 1, rp);
+    const float *vb = kv_block(t, &pb->v, b, hk, j0, n, Dv, w->vc, &ldv, &sdv);
+    if (masked && v_nonfinite(vb, ldv, sdv, n, Dv))
+      pv_skip_zero(rows, n, Dv, w->st, 1, rp, vb, ldv, sdv, w->alpha, w->ot, 1, rp);
     else
-      t->pv(rp, n, Dv, w->st, rp, vb, pb->v.s[2], pb->v.s[3], w->alpha, w->ot, rp);
+      t->pv(rp, n, Dv, w->st, rp, vb, ldv, sdv, w->alpha, w->ot, rp);
   }
 
   /* O / l back to row-major `out` (alpha is free now: it holds 1 / l). */
@@ -282,13 +326,15 @@ static void run_unit(const fattn__problem *pb, const fattn__kernel_table *t,
   }
   for (int64_t g = 0; g < G; g++) {
     const int64_t h = hk * G + g;
-    float *dst = fattn__out_row(pb, b, h, i0);
-    if (pb->out.s[3] <= 1) {
-      t->store_o(bq, Dv, w->ot + g * bq, rp, inv + g * bq, dst, pb->out.s[2]);
-    } else {
+    if (pb->out.dtype == FATTN_F32 && pb->out.s[3] <= 1) {
+      t->store_o(bq, Dv, w->ot + g * bq, rp, inv + g * bq, fattn__out_row(pb, b, h, i0),
+                 pb->out.s[2]);
+    } else { /* strided or half out: element by element, rounded to nearest even */
+      void *dst = fattn__out_erow(pb, b, h, i0);
       for (int64_t r = 0; r < bq; r++)
         for (int64_t c = 0; c < Dv; c++)
-          dst[r * pb->out.s[2] + c * pb->out.s[3]] = w->ot[c * rp + g * bq + r] * inv[g * bq + r];
+          fattn__store(dst, r * pb->out.s[2] + c * pb->out.s[3], pb->out.dtype,
+                       w->ot[c * rp + g * bq + r] * inv[g * bq + r]);
     }
     if (pb->has_lse)
       for (int64_t r = 0; r < bq; r++)
@@ -300,7 +346,7 @@ static void run_unit(const fattn__problem *pb, const fattn__kernel_table *t,
  * M = max m_c over non-empty chunks and w_c = l_c · 2^(m_c - M),
  * O = Σ w_c · (O / l)_c / Σ w_c and lse = ln 2 · (M + log2 Σ w_c). */
 static void merge_unit(const fattn__problem *pb, const fattn__plan *plan, char *partials, int64_t u,
-                       int64_t b, int64_t hk, int64_t i0) {
+                       int64_t b, int64_t hk, int64_t i0, float *acc /* Dv floats */) {
   const int64_t bq = pb->Lq - i0 < plan->bm ? pb->Lq - i0 : plan->bm;
   const int64_t rows = pb->G * bq, Dv = pb->Dv, so = pb->out.s[3], nc = plan->nchunks;
   for (int64_t r = 0; r < rows; r++) {
@@ -313,20 +359,20 @@ static void merge_unit(const fattn__problem *pb, const fattn__plan *plan, char *
         M = isnan(s.l[r]) ? NAN : s.m[r];
       if (isnan(M)) break;
     }
-    float *orow = fattn__out_row(pb, b, h, i);
     for (int64_t x = 0; x < Dv; x++)
-      orow[x * so] = 0.0f;
+      acc[x] = 0.0f;
     for (int64_t c = 0; c < nc; c++) {
       const sink s = slot_at(pb, plan, partials, u * nc + c);
       if (s.l[r] == 0.0f) continue;
       const float wc = s.l[r] * exp2f(s.m[r] - M);
       L += wc;
       for (int64_t x = 0; x < Dv; x++)
-        orow[x * so] += wc * s.o[r * Dv + x];
+        acc[x] += wc * s.o[r * Dv + x];
     }
     const float inv = row_inv(L);
+    void *orow = fattn__out_erow(pb, b, h, i);
     for (int64_t x = 0; x < Dv; x++)
-      orow[x * so] *= inv;
+      fattn__store(orow, x * so, pb->out.dtype, acc[x] * inv);
     if (pb->has_lse) *fattn__lse_at(pb, b, h, i) = row_lse(M, L);
   }
 }
@@ -367,7 +413,7 @@ void fattn__driver_run(const fattn__problem *pb, const fattn__kernel_table *t,
       for (int64_t u = 0; u < units; u++) {
         const int64_t qb = heavy_first ? nqb - 1 - u % nqb : u % nqb;
         const int64_t bh = u / nqb;
-        merge_unit(pb, plan, partials, u, bh / pb->Hkv, bh % pb->Hkv, qb * plan->bm);
+        merge_unit(pb, plan, partials, u, bh / pb->Hkv, bh % pb->Hkv, qb * plan->bm, w.ot);
       }
     }
     fattn__fp_leave(fp);

@@ -20,6 +20,8 @@ fattn_status fattn__error(fattn_status s, const char *fmt, ...)
 typedef struct fattn__view {
   const char *base; /* data as bytes */
   int64_t s[4];     /* strides in elements */
+  fattn_dtype dtype;
+  int es; /* bytes per element */
 } fattn__view;
 
 typedef struct fattn__problem {

@@ -81,6 +81,20 @@ typedef struct fattn__kernel_table {
   void (*pv_rows)(int64_t m, int64_t n, int64_t dv, const float *p, int64_t lds, const float *v,
                   int64_t ldv, const float *alpha, float *o, int64_t ldo);
 
+  /* dst[j·ldd + p] = src[j·lds + p] as f32 for j < n, p < d: F16 or BF16
+   * rows (lds in elements), converted exactly. Half K / V go through it once
+   * per unit and key block. */
+  void (*cvt_rows)(int64_t n, int64_t d, const void *src, int64_t lds, fattn_dtype dt, float *dst,
+                   int64_t ldd);
+
+  /* qk_rows / pv_rows reading F16 or BF16 K / V rows (contiguous, ldk / ldv
+   * in elements) and converting on load: decode streams a half KV cache
+   * once, with no copy. NULL: the driver converts blocks with cvt_rows. */
+  void (*qk_rows_half)(int64_t m, int64_t n, int64_t d, const float *q, const void *k, int64_t ldk,
+                       fattn_dtype dt, float *s, int64_t lds);
+  void (*pv_rows_half)(int64_t m, int64_t n, int64_t dv, const float *p, int64_t lds, const void *v,
+                       int64_t ldv, fattn_dtype dt, const float *alpha, float *o, int64_t ldo);
+
   /* y[i] = 2^x[i] with this table's vector exp2 (for its error test). */
   void (*exp2)(int64_t n, const float *x, float *y);
 } fattn__kernel_table;

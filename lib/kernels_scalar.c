@@ -4,6 +4,7 @@
  * vectorises them with the baseline ISA (SSE2 on x86-64). */
 #include <math.h>
 
+#include "half.h"
 #include "kernel.h"
 
 #define SCALAR_RW 4
@@ -81,6 +82,15 @@ static void store_o_scalar(int64_t m, int64_t dv, const float *ot, int64_t ldo, 
       dst[r * ldd + c] = ot[c * ldo + r] * inv[r];
 }
 
+static void cvt_rows_scalar(int64_t n, int64_t d, const void *src, int64_t lds, fattn_dtype dt,
+                            float *dst, int64_t ldd) {
+  const uint16_t *h = src;
+  for (int64_t j = 0; j < n; j++)
+    for (int64_t p = 0; p < d; p++)
+      dst[j * ldd + p] =
+          dt == FATTN_BF16 ? fattn__bf16_to_f32(h[j * lds + p]) : fattn__f16_to_f32(h[j * lds + p]);
+}
+
 static void exp2_scalar(int64_t n, const float *x, float *y) {
   for (int64_t i = 0; i < n; i++)
     y[i] = exp2f(x[i]);
@@ -97,5 +107,6 @@ const fattn__kernel_table fattn__table_scalar = {
     .pv = pv_scalar,
     .pack_q = pack_q_scalar,
     .store_o = store_o_scalar,
+    .cvt_rows = cvt_rows_scalar,
     .exp2 = exp2_scalar,
 };

@@ -48,7 +48,15 @@ fattn_status fattn__make_plan(const fattn__problem *pb, const fattn__kernel_tabl
   plan->rows_pad = rows;
   /* Each piece is bounded by rows, bn, D and Dv, which validation checked
    * against int64 (B·H·Lq·Lk·(D+Dv)·4 fits); the sum is checked here. */
-  const int64_t pieces[] = {rows * pb->D, rows * bn, rows * pb->Dv, rows, rows, rows};
+  /* + a key block of K and of V converted to f32 when they are half */
+  const int64_t pieces[] = {rows * pb->D,
+                            rows * bn,
+                            rows * pb->Dv,
+                            rows,
+                            rows,
+                            rows,
+                            pb->k.dtype != FATTN_F32 ? bn * pb->D : 0,
+                            pb->v.dtype != FATTN_F32 ? bn * pb->Dv : 0};
   int64_t bytes = 0;
   for (size_t i = 0; i < sizeof pieces / sizeof pieces[0]; i++)
     if (pieces[i] > INT64_MAX / 8 ||

@@ -40,16 +40,17 @@ fattn_status fattn__reference_run(const fattn__problem *pb) {
           if (x > mx) mx = x;
           if (isnan(x)) has_nan = 1;
         }
-        float *o_row = fattn__out_row(pb, b, h, i);
+        void *o_row = fattn__out_erow(pb, b, h, i);
+        const fattn_dtype odt = pb->out.dtype;
         if (has_nan) { /* a NaN score among the attended keys: the whole row is NaN */
           for (int64_t c = 0; c < pb->Dv; c++)
-            o_row[c * pb->out.s[3]] = NAN;
+            fattn__store(o_row, c * pb->out.s[3], odt, NAN);
           if (pb->has_lse) *fattn__lse_at(pb, b, h, i) = NAN;
           continue;
         }
         if (mx == -INFINITY) { /* no key to attend: zeros, lse = -inf */
           for (int64_t c = 0; c < pb->Dv; c++)
-            o_row[c * pb->out.s[3]] = 0.0f;
+            fattn__store(o_row, c * pb->out.s[3], odt, 0.0f);
           if (pb->has_lse) *fattn__lse_at(pb, b, h, i) = -INFINITY;
           continue;
         }
@@ -66,7 +67,7 @@ fattn_status fattn__reference_run(const fattn__problem *pb) {
             acc[c] += w * (double)fattn__at(&pb->v, b, hk, j, c);
         }
         for (int64_t c = 0; c < pb->Dv; c++)
-          o_row[c * pb->out.s[3]] = (float)(acc[c] / l);
+          fattn__store(o_row, c * pb->out.s[3], odt, (float)(acc[c] / l));
         if (pb->has_lse) *fattn__lse_at(pb, b, h, i) = (float)(mx + log(l));
       }
     }

@@ -101,13 +101,13 @@ static fattn_status check_no_self_overlap(const char *name, const fattn_tensor *
 
 static int spans_overlap(span a, span b) { return a.lo < b.hi && b.lo < a.hi; }
 
-static fattn_status need_f32(const char *name, const fattn_tensor *t) {
-  if (t->dtype == FATTN_F32) return FATTN_SUCCESS;
-  if (t->dtype == FATTN_U8)
-    return fattn__error(FATTN_ERROR_INVALID_ARGUMENT, "%s->dtype U8 is only valid for attn_mask",
-                        name);
-  return fattn__error(FATTN_ERROR_UNSUPPORTED, "%s->dtype %s is not supported yet (F32 only)", name,
-                      dtype_name(t->dtype));
+/* q, k, v and out: F32, F16 or BF16, in any combination. */
+static fattn_status need_float(const char *name, const fattn_tensor *t) {
+  if (t->dtype == FATTN_F32 || t->dtype == FATTN_F16 || t->dtype == FATTN_BF16)
+    return FATTN_SUCCESS;
+  return fattn__error(FATTN_ERROR_INVALID_ARGUMENT,
+                      "%s->dtype U8 is only valid for attn_mask (q, k, v, out: F32, F16, BF16)",
+                      name);
 }
 
 static fattn_status dim_eq(const char *what, int64_t a, int64_t b) {
@@ -118,6 +118,8 @@ static fattn_status dim_eq(const char *what, int64_t a, int64_t b) {
 
 static void set_view(fattn__view *vw, const fattn_tensor *t) {
   vw->base = (const char *)t->data;
+  vw->dtype = t->dtype;
+  vw->es = (int)dtype_size(t->dtype);
   for (int i = 0; i < 4; i++)
     vw->s[i] = t->dims[i] == 1 ? 0 : t->strides[i];
 }
@@ -150,10 +152,10 @@ fattn_status fattn__validate(const fattn_tensor *q, const fattn_tensor *k, const
   if (mask) TRY(check_tensor("attn_mask", mask, 1, &sm));
   if (lse) TRY(check_tensor("lse", lse, 0, &sl));
 
-  TRY(need_f32("q", q));
-  TRY(need_f32("k", k));
-  TRY(need_f32("v", v));
-  TRY(need_f32("out", out));
+  TRY(need_float("q", q));
+  TRY(need_float("k", k));
+  TRY(need_float("v", v));
+  TRY(need_float("out", out));
   if (lse && lse->dtype != FATTN_F32)
     return fattn__error(FATTN_ERROR_INVALID_ARGUMENT, "lse->dtype must be F32, got %s",
                         dtype_name(lse->dtype));

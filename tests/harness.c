@@ -21,6 +21,8 @@
  * hundreds of times these bounds at the sizes tested. */
 #include "harness.h"
 
+#include "half.h" /* lib/: exact half <-> f32 conversions */
+
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -55,15 +57,17 @@ void tcase_describe(const tcase *c, char *buf, size_t n) {
   static const char *causal[] = {"none", "top_left", "bottom_right"};
   static const char *mask[] = {"none", "additive", "u8"};
   static const char *data[] = {"uniform", "large", "large_inc"};
+  static const char *dt[] = {"f32", "f16", "bf16", "u8"};
   snprintf(buf, n,
            "B=%lld H=%lld Hkv=%lld Lq=%lld Lk=%lld D=%lld Dv=%lld causal=%s mask=%s%s%s kv_lens=%d "
-           "lse=%d layout=%s inner=%lld data=%s%s seed=%llu",
+           "lse=%d layout=%s inner=%lld data=%s%s dtypes(q/kv/out)=%s/%s/%s seed=%llu",
            (long long)c->B, (long long)c->H, (long long)c->Hkv, (long long)c->Lq, (long long)c->Lk,
            (long long)c->D, (long long)c->Dv, causal[c->causal], mask[c->mask],
            c->mask_broadcast ? "(broadcast)" : "", c->mask_empty_rows ? "(empty rows)" : "",
            c->kv_lens, c->lse, c->layout == LAYOUT_BHSD ? "BHSD" : "BSHD",
            (long long)(c->inner > 1 ? c->inner : 1), data[c->data],
-           c->self_attention ? " self-attention(q=k=v)" : "", (unsigned long long)c->seed);
+           c->self_attention ? " self-attention(q=k=v)" : "", dt[c->dq & 3], dt[c->dkv & 3],
+           dt[c->dout & 3], (unsigned long long)c->seed);
 }
 
 /* A strided buffer with guard bands on both sides. */
@@ -80,7 +84,7 @@ static const unsigned char SENTINEL = 0xA5;
  * `pad` spare elements after each innermost row. */
 static int buf_make(buf *b, fattn_dtype dt, int64_t d0, int64_t d1, int64_t d2, int64_t d3,
                     tcase_layout layout, int64_t pad, int64_t inner) {
-  b->esize = dt == FATTN_U8 ? 1 : 4;
+  b->esize = dt == FATTN_U8 ? 1 : dt == FATTN_F32 ? 4 : 2;
   fattn_tensor *t = &b->t;
   t->dtype = dt;
   t->dims[0] = d0;
@@ -116,8 +120,23 @@ static void *buf_at(const buf *b, int64_t i0, int64_t i1, int64_t i2, int64_t i3
          (i0 * t->strides[0] + i1 * t->strides[1] + i2 * t->strides[2] + i3 * t->strides[3]) *
              (int64_t)b->esize;
 }
+/* Element as f32 (F16 / BF16 converted exactly). */
 static float fget(const buf *b, int64_t i0, int64_t i1, int64_t i2, int64_t i3) {
-  return *(float *)buf_at(b, i0, i1, i2, i3);
+  const void *e = buf_at(b, i0, i1, i2, i3);
+  if (b->t.dtype == FATTN_BF16) return fattn__bf16_to_f32(*(const uint16_t *)e);
+  if (b->t.dtype == FATTN_F16) return fattn__f16_to_f32(*(const uint16_t *)e);
+  return *(const float *)e;
+}
+
+/* Stores x in the buffer's dtype (rounded to nearest even for halves). */
+static void fset(const buf *b, int64_t i0, int64_t i1, int64_t i2, int64_t i3, float x) {
+  void *e = buf_at(b, i0, i1, i2, i3);
+  if (b->t.dtype == FATTN_BF16)
+    *(uint16_t *)e = fattn__f32_to_bf16(x);
+  else if (b->t.dtype == FATTN_F16)
+    *(uint16_t *)e = fattn__f32_to_f16(x);
+  else
+    *(float *)e = x;
 }
 
 /* Everything outside the view's elements must still hold the sentinel. */
@@ -153,21 +172,21 @@ static int problem_make(problem *p, const tcase *c) {
   uint64_t s = c->seed * 0x2545F4914F6CDD1Dull + 7;
   const int64_t pad = c->layout == LAYOUT_BSHD ? 3 : 0;
   if (c->self_attention) { /* one buffer X seen as q, k and v */
-    if (buf_make(&p->q, FATTN_F32, c->B, c->H, c->Lq, c->D, c->layout, pad, c->inner)) return -1;
+    if (buf_make(&p->q, c->dq, c->B, c->H, c->Lq, c->D, c->layout, pad, c->inner)) return -1;
     for (int64_t b = 0; b < c->B; b++)
       for (int64_t h = 0; h < c->H; h++)
         for (int64_t i = 0; i < c->Lq; i++)
           for (int64_t d = 0; d < c->D; d++)
-            *(float *)buf_at(&p->q, b, h, i, d) = (float)(2 * rng_uniform(&s) - 1);
+            fset(&p->q, b, h, i, d, (float)(2 * rng_uniform(&s) - 1));
     p->k = p->q;
     p->v = p->q;
     p->k.alloc = p->v.alloc = NULL; /* owned by q */
     p->scale_eff = 1.0 / sqrt((double)c->D);
     return 0;
   }
-  if (buf_make(&p->q, FATTN_F32, c->B, c->H, c->Lq, c->D, c->layout, pad, c->inner) ||
-      buf_make(&p->k, FATTN_F32, c->B, c->Hkv, c->Lk, c->D, c->layout, pad, c->inner) ||
-      buf_make(&p->v, FATTN_F32, c->B, c->Hkv, c->Lk, c->Dv, c->layout, pad, c->inner))
+  if (buf_make(&p->q, c->dq, c->B, c->H, c->Lq, c->D, c->layout, pad, c->inner) ||
+      buf_make(&p->k, c->dkv, c->B, c->Hkv, c->Lk, c->D, c->layout, pad, c->inner) ||
+      buf_make(&p->v, c->dkv, c->B, c->Hkv, c->Lk, c->Dv, c->layout, pad, c->inner))
     return -1;
   const int large = c->data != DATA_UNIFORM;
   /* Large data: scale = fl(ln 2), so that the fused kernels' log2-unit scale
@@ -182,8 +201,8 @@ static int problem_make(problem *p, const tcase *c) {
     for (int64_t h = 0; h < c->H; h++)
       for (int64_t i = 0; i < c->Lq; i++)
         for (int64_t d = 0; d < c->D; d++)
-          *(float *)buf_at(&p->q, b, h, i, d) =
-              large ? (float)(u[d] + rng_int(&s, -1, 1)) : (float)(2 * rng_uniform(&s) - 1);
+          fset(&p->q, b, h, i, d,
+               large ? (float)(u[d] + rng_int(&s, -1, 1)) : (float)(2 * rng_uniform(&s) - 1));
   /* Logit scale for large data: |q·u| ~ 4·D, aim at |S| ~ 1e4 / ln 2. */
   const int64_t cmax = large ? (int64_t)(1e4 / (4.0 * (double)c->D) + 1) : 0;
   for (int64_t b = 0; b < c->B; b++)
@@ -193,10 +212,9 @@ static int problem_make(problem *p, const tcase *c) {
         if (c->data == DATA_LARGE) cj = rng_int(&s, -cmax, cmax);
         if (c->data == DATA_LARGE_INC) cj = -cmax + (2 * cmax * j) / (c->Lk > 1 ? c->Lk - 1 : 1);
         for (int64_t d = 0; d < c->D; d++)
-          *(float *)buf_at(&p->k, b, h, j, d) =
-              large ? (float)(cj * u[d]) : (float)(2 * rng_uniform(&s) - 1);
+          fset(&p->k, b, h, j, d, large ? (float)(cj * u[d]) : (float)(2 * rng_uniform(&s) - 1));
         for (int64_t d = 0; d < c->Dv; d++)
-          *(float *)buf_at(&p->v, b, h, j, d) = (float)(2 * rng_uniform(&s) - 1);
+          fset(&p->v, b, h, j, d, (float)(2 * rng_uniform(&s) - 1));
       }
   free(u);
   if (c->mask != MASK_NONE) {
@@ -239,7 +257,7 @@ static void problem_free(problem *p) {
 static fattn_status run_backend(const tcase *c, const problem *p, fattn_backend be,
                                 fattn_context *ctx, buf *out, buf *lse) {
   const int64_t pad = c->layout == LAYOUT_BSHD ? 5 : 0;
-  if (buf_make(out, FATTN_F32, c->B, c->H, c->Lq, c->Dv, c->layout, pad, c->inner) ||
+  if (buf_make(out, c->dout, c->B, c->H, c->Lq, c->Dv, c->layout, pad, c->inner) ||
       buf_make(lse, FATTN_F32, c->B, c->H, c->Lq, 1, LAYOUT_BHSD, 0, 1))
     return FATTN_ERROR_OUT_OF_MEMORY;
   /* Poison every element: one the backend forgets to write stays NaN. */
@@ -247,7 +265,7 @@ static fattn_status run_backend(const tcase *c, const problem *p, fattn_backend 
     for (int64_t h = 0; h < c->H; h++)
       for (int64_t i = 0; i < c->Lq; i++) {
         for (int64_t d = 0; d < c->Dv; d++)
-          *(float *)buf_at(out, b, h, i, d) = NAN;
+          fset(out, b, h, i, d, NAN);
         *(float *)buf_at(lse, b, h, i, 0) = NAN;
       }
   fattn_sdpa_params prm;
@@ -327,7 +345,10 @@ static int compare(const tcase *c, const problem *p, fattn_backend be, const buf
           const double o = fget(out, b, h, i, d), r = fget(rout, b, h, i, d);
           ref_max = fmax(ref_max, fabs(r));
           out_max = fmax(out_max, fabs(o));
-          const double err = fabs(o - r), lim_err = tol + u * fabs(r);
+          /* half out: both sides rounded once more, at most an ulp apart */
+          const double uo = c->dout == FATTN_BF16 ? 0x1p-8 : c->dout == FATTN_F16 ? 0x1p-11 : 0.0;
+          const double err = fabs(o - r),
+                       lim_err = tol + u * fabs(r) + 2 * uo * fmax(fabs(o), fabs(r));
           if (n == 0 ? o != 0.0 : !(err <= lim_err)) { /* !(<=) also catches NaN */
             fprintf(stderr,
                     "FAIL [%s] %s: out[%lld,%lld,%lld,%lld] = %.9g, reference %.9g, |err| %.3g > "

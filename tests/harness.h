@@ -26,8 +26,9 @@ typedef struct tcase {
   int mask_empty_rows; /* additive/U8 mask leaves some rows with no key */
   tcase_layout layout;
   tcase_data data;
-  int self_attention; /* k and v are views of q's buffer (needs H = Hkv, Lq = Lk, D = Dv) */
-  int64_t inner;      /* innermost stride of q, k, v and out (0 or 1 = contiguous rows) */
+  int self_attention;        /* k and v are views of q's buffer (needs H = Hkv, Lq = Lk, D = Dv) */
+  int64_t inner;             /* innermost stride of q, k, v and out (0 or 1 = contiguous rows) */
+  fattn_dtype dq, dkv, dout; /* F32 (default), F16 or BF16: q; k and v; out */
   uint64_t seed;
 } tcase;
 

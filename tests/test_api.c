@@ -97,8 +97,12 @@ int main(void) {
   REJECT("causal out of range", INV, s.p.causal = (fattn_causal)7);
   REJECT("backend out of range", INV, s.p.backend = (fattn_backend)-1);
   /* dtypes */
-  REJECT("q F16 (not yet supported)", UNS, s.q.dtype = FATTN_F16);
-  REJECT("v BF16 (not yet supported)", UNS, s.v.dtype = FATTN_BF16);
+  REJECT("q F16 on the oneDNN baseline", UNS,
+         (s.q.dtype = FATTN_F16, s.p.backend = FATTN_BACKEND_ONEDNN, s.p.lse = NULL));
+  REJECT("v BF16 on the oneDNN baseline", UNS,
+         (s.v.dtype = FATTN_BF16, s.p.backend = FATTN_BACKEND_ONEDNN, s.p.lse = NULL));
+  REJECT("lse BF16", INV, s.lse.dtype = FATTN_BF16);
+  REJECT("q dtype out of range", INV, s.q.dtype = (fattn_dtype)7);
   REJECT("k U8", INV, s.k.dtype = FATTN_U8);
   REJECT("lse U8", INV, s.lse.dtype = FATTN_U8);
   REJECT("mask BF16", UNS, (s.mask.dtype = FATTN_BF16, s.p.attn_mask = &s.mask));

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "half.h"
 #include "harness.h"
 #include "internal.h"
 
@@ -340,6 +341,86 @@ static void test_exp2(const fattn__kernel_table *t) {
 
 /* Workspace does not grow with Lq·Lk: the size query for P6 (8192²) and for a
  * 16× longer sequence are equal, and P6's stays far under 64 MiB. */
+/* cvt_rows: every F16 and BF16 bit pattern against the portable exact
+ * conversion (NaN for NaN: hardware may quiet a signalling one), then row
+ * tails d = 1..2·rw+3 with a row stride, checking the guard bands. */
+static void test_cvt(const fattn__kernel_table *t) {
+  static const fattn_dtype dts[] = {FATTN_F16, FATTN_BF16};
+  uint16_t *all = malloc(65536 * sizeof *all);
+  float *out = guarded(65536);
+  for (int i = 0; i < 65536; i++)
+    all[i] = (uint16_t)i;
+  for (int k = 0; k < 2; k++) {
+    t->cvt_rows(1, 65536, all, 65536, dts[k], out, 65536);
+    int64_t bad = 0;
+    for (int i = 0; i < 65536; i++) {
+      const float want =
+          dts[k] == FATTN_F16 ? fattn__f16_to_f32(all[i]) : fattn__bf16_to_f32(all[i]);
+      if (isnan(want) ? !isnan(out[i]) : memcmp(&want, &out[i], 4) != 0) bad++;
+    }
+    EXPECT(bad == 0 && guards_intact(out, 65536), "%s cvt_rows %s: %lld of 65536 values wrong",
+           t->name, k ? "bf16" : "f16", (long long)bad);
+    checks++;
+    for (int64_t d = 1; d <= 2 * t->rw + 3; d++) {
+      const int64_t n = 3, lds = d + 3, ldd = d + 1;
+      float *dst = guarded(n * ldd);
+      t->cvt_rows(n, d, all + 1000, lds, dts[k], dst, ldd);
+      int ok = guards_intact(dst, n * ldd);
+      for (int64_t j = 0; j < n; j++)
+        for (int64_t p = 0; p < d; p++) {
+          const uint16_t h = all[1000 + j * lds + p];
+          const float want = dts[k] == FATTN_F16 ? fattn__f16_to_f32(h) : fattn__bf16_to_f32(h);
+          ok &= memcmp(&want, &dst[j * ldd + p], 4) == 0;
+        }
+      EXPECT(ok, "%s cvt_rows %s d=%lld", t->name, k ? "bf16" : "f16", (long long)d);
+      checks++;
+      unguard(dst);
+    }
+  }
+  unguard(out);
+  free(all);
+}
+
+/* qk_rows_half / pv_rows_half: bitwise the f32 functions on the converted
+ * rows (conversion is exact and the arithmetic the same), every m, tails of
+ * n, d and dv, a row stride, guard bands. */
+static void test_rows_half(const fattn__kernel_table *t) {
+  if (!t->qk_rows_half) return;
+  static const int64_t ns[] = {1, 3, 4, 5, 17, 40}, ds[] = {1, 7, 16, 17, 33, 64, 130};
+  static const fattn_dtype dts[] = {FATTN_F16, FATTN_BF16};
+  for (int k = 0; k < 2; k++)
+    for (int64_t m = 1; m <= t->small_rows; m++)
+      for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
+        for (size_t di = 0; di < sizeof ds / sizeof ds[0]; di++) {
+          const int64_t n = ns[ni], d = ds[di], ld = d + 5, lds = n + 3;
+          uint16_t *h = malloc((size_t)(n * ld) * sizeof *h);
+          float *f = guarded(n * ld), *q = guarded(m * d), *p = guarded(m * lds);
+          float *s1 = guarded(m * lds), *s2 = guarded(m * lds);
+          float *o1 = guarded(m * d), *o2 = guarded(m * d), alpha[4];
+          for (int64_t i = 0; i < n * ld; i++) {
+            h[i] = dts[k] == FATTN_F16 ? fattn__f32_to_f16(rnd()) : fattn__f32_to_bf16(rnd());
+            f[i] = dts[k] == FATTN_F16 ? fattn__f16_to_f32(h[i]) : fattn__bf16_to_f32(h[i]);
+          }
+          for (int64_t i = 0; i < m * d; i++)
+            q[i] = rnd(), o1[i] = o2[i] = rnd();
+          for (int64_t i = 0; i < m * lds; i++)
+            p[i] = fabsf(rnd()), s1[i] = s2[i] = 0.0f;
+          for (int64_t r = 0; r < m; r++)
+            alpha[r] = 0.5f + 0.1f * (float)r;
+          t->qk_rows(m, n, d, q, f, ld, s1, lds);
+          t->qk_rows_half(m, n, d, q, h, ld, dts[k], s2, lds);
+          t->pv_rows(m, n, d, p, lds, f, ld, alpha, o1, d);
+          t->pv_rows_half(m, n, d, p, lds, h, ld, dts[k], alpha, o2, d);
+          EXPECT(!memcmp(s1, s2, (size_t)(m * lds) * 4) && !memcmp(o1, o2, (size_t)(m * d) * 4) &&
+                     guards_intact(s2, m * lds) && guards_intact(o2, m * d),
+                 "%s rows_half %s m=%lld n=%lld d=%lld", t->name, k ? "bf16" : "f16", (long long)m,
+                 (long long)n, (long long)d);
+          checks++;
+          free(h);
+          unguard(f), unguard(q), unguard(p), unguard(s1), unguard(s2), unguard(o1), unguard(o2);
+        }
+}
+
 static void test_workspace_bound(void) {
   fattn_context_options o;
   fattn_context_options_init(&o);
@@ -385,6 +466,8 @@ int main(void) {
     test_rows(t);
     test_transposes(t);
     test_exp2(t);
+    test_cvt(t);
+    test_rows_half(t);
     printf("%-7s %d kernel checks, %d failed\n", t->name, checks - before, g_failures - fails);
   }
   test_workspace_bound();

@@ -8,7 +8,10 @@
  *  3. features: random cases over causal kinds × mask kinds (incl. broadcast
  *               and fully masked rows) × kv_lens × GQA 1/2/4/8 × BHSD/BSHD ×
  *               Dv != D × lse × large logits (±1e4, max moving every block) ×
- *               innermost stride 1 or 2. */
+ *               innermost stride 1 or 2;
+ *  4. dtypes:   the features of part 3 with half inputs and outputs: fp32 q
+ *               with bf16 or f16 K/V, all-bf16, all-f16, f32 in with half
+ *               out, mixed. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -122,6 +125,38 @@ int main(int argc, char **argv) {
     run(&c, be);
   }
   printf("features: %d cases\n", cases - before);
+
+  /* 4. dtypes (the oneDNN baseline runs F32 only: UNSUPPORTED, not a skip) */
+  before = cases;
+  static const fattn_dtype combos[][3] = {
+      {FATTN_F32, FATTN_BF16, FATTN_F32},   {FATTN_F32, FATTN_F16, FATTN_F32},
+      {FATTN_BF16, FATTN_BF16, FATTN_BF16}, {FATTN_F16, FATTN_F16, FATTN_F16},
+      {FATTN_F32, FATTN_F32, FATTN_BF16},   {FATTN_BF16, FATTN_F16, FATTN_F32}};
+  const int ncombo = (int)(sizeof combos / sizeof combos[0]);
+  const int ndt = be == FATTN_BACKEND_ONEDNN ? 0 : quick ? 60 : 180;
+  for (int n = 0; n < ndt; n++) {
+    tcase c;
+    int64_t Lq, Lk, D;
+    do {
+      Lq = LENS[rng_int(&r, 0, NLENS - 1)];
+      Lk = LENS[rng_int(&r, 0, NLENS - 1)];
+      D = DIMS[rng_int(&r, 0, NDIMS - 1)];
+    } while (Lq * Lk * D > 20000000 || Lq > len_cap || Lk > len_cap);
+    const int64_t G = groups[n % 4];
+    tcase_init(&c, rng_int(&r, 1, 2), G, 1, Lq, Lk, D);
+    c.causal = (fattn_causal)rng_int(&r, 0, 2);
+    c.mask = (tcase_mask)rng_int(&r, 0, 2);
+    c.kv_lens = rng_int(&r, 0, 2) == 0;
+    c.lse = rng_int(&r, 0, 1);
+    c.layout = (tcase_layout)rng_int(&r, 0, 1);
+    c.inner = rng_int(&r, 0, 5) == 0 ? 2 : 1;
+    if (rng_int(&r, 0, 2) == 0) c.Dv = DIMS[rng_int(&r, 0, NDIMS - 1)];
+    c.data = rng_int(&r, 0, 4) == 0 ? DATA_LARGE_INC : DATA_UNIFORM;
+    c.dq = combos[n % ncombo][0], c.dkv = combos[n % ncombo][1], c.dout = combos[n % ncombo][2];
+    c.seed = seed++;
+    run(&c, be);
+  }
+  printf("dtypes:   %d cases\n", cases - before);
   printf("%s: %d cases, worst |err|/tol = %.3f\n", fattn_backend_name(be), cases, worst);
   printf("%d passed, %d failed\n", cases - failed, failed);
   fattn_context_destroy(ctxs[1]);

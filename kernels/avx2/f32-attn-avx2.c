@@ -48,6 +48,10 @@ static inline float fattn__hmax_avx2(__m256 x) {
 #define FA_QK_NJ 4
 #define FA_PV_RV 3
 #define FA_PV_CM 4
+#define fa_cvt_f16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(p)))
+#define fa_cvt_bf16(p)                                                                             \
+  _mm256_castsi256_ps(_mm256_slli_epi32(                                                           \
+      _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(p))), 16))
 #define FA_SUFFIX avx2
 #define FA_BACKEND FATTN_BACKEND_AVX2
 

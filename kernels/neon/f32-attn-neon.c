@@ -49,6 +49,8 @@ static inline __attribute__((always_inline)) void fattn__transpose4_neon(float32
 #define FA_QK_NJ 5
 #define FA_PV_RV 4
 #define FA_PV_CM 5
+#define fa_cvt_f16(p) vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)))
+#define fa_cvt_bf16(p) vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16))
 #define FA_SUFFIX neon
 #define FA_BACKEND FATTN_BACKEND_NEON
 
