@@ -48,6 +48,9 @@ FATTN_API const char *fattn_status_string(fattn_status s);
  * failed yet). A successful call leaves it as it was, like errno. */
 FATTN_API const char *fattn_last_error(void);
 
+/* q, k, v and out: F32, F16 (IEEE binary16) or BF16, each independently;
+ * computation is in f32 (half inputs converted exactly, out rounded to nearest
+ * even). Masks: F32 (additive) or U8 (keep-mask). lse: F32. */
 typedef enum fattn_dtype { FATTN_F32, FATTN_F16, FATTN_BF16, FATTN_U8 } fattn_dtype;
 
 /* A strided 4-D view. Logical order [batch, heads, seq, head_dim]; masks
