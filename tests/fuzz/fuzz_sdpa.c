@@ -7,8 +7,8 @@
  * unsupported, out of range), the mask (none, additive with -inf entries, U8,
  * broadcast, wrong dtype), kv_lens (in range, negative, > Lk), the causal kind
  * (valid or not), the scale (default, finite, inf, NaN), lse, the backend and
- * the thread count. Buffers are allocated to exactly what the layout covers,
- * so ASan sees any read or write outside them. Then:
+ * the thread count, with F16 / BF16 q, k and v among the valid dtypes. Buffers are allocated to
+ * exactly what the layout covers, so ASan sees any read or write outside them. Then:
  *   - a status other than SUCCESS: a message is set and out / lse still hold
  *     their poison;
  *   - SUCCESS: every output is within tolerance of the reference.
@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "fattn.h"
+#include "half.h" /* lib/: exact conversions, to fill half inputs */
 
 typedef struct bytes {
   const uint8_t *p;
@@ -107,6 +108,43 @@ typedef struct problem {
 
 static fattn_context *g_ctx[5];
 
+/* What the run tried, printed at exit: statuses returned, and the calls that
+ * carried each kind of bad input (a call may carry several). */
+enum {
+  BAD_DIM,
+  BAD_HUGE,
+  BAD_DTYPE,
+  BAD_SCALE,
+  BAD_CAUSAL,
+  BAD_KVLEN,
+  BAD_ZERO_STRIDE,
+  BAD_OVERLAP_OUT,
+  BAD_HEADS,
+  BAD_BACKEND,
+  BAD_KINDS
+};
+static const char *const bad_names[BAD_KINDS] = {"dim <= 0",
+                                                 "huge dim (size overflow)",
+                                                 "U8 / invalid dtype",
+                                                 "scale inf / NaN",
+                                                 "invalid causal kind",
+                                                 "kv_lens < 0 or > Lk",
+                                                 "zero stride outside a mask",
+                                                 "overlapping output rows",
+                                                 "H not a multiple of Hkv",
+                                                 "invalid backend enum"};
+static long g_bad[BAD_KINDS], g_status[16], g_calls, g_compared;
+
+static void report(void) {
+  fprintf(stderr, "fuzz_sdpa: %ld calls, %ld successes compared with the reference\n", g_calls,
+          g_compared);
+  for (int i = 0; i < 16; i++)
+    if (g_status[i])
+      fprintf(stderr, "  %-34s %ld\n", fattn_status_string((fattn_status)i), g_status[i]);
+  for (int i = 0; i < BAD_KINDS; i++)
+    fprintf(stderr, "  bad input: %-30s %ld calls\n", bad_names[i], g_bad[i]);
+}
+
 static void check(int cond, const char *what, const problem *pr, fattn_status st) {
   if (cond) return;
   fprintf(stderr, "fuzz finding: %s (status %s: %s), q dims %lld %lld %lld %lld\n", what,
@@ -119,6 +157,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (!g_ctx[0]) {
+    atexit(report);
     for (int t = 0; t < 5; t++) {
       fattn_context_options o;
       fattn_context_options_init(&o);
@@ -159,7 +198,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const unsigned olay = layout % 9 == 8 ? 4 : layout % 4;
   pr.nq = make_view(&pr.q, dq, qd, layout, huge || any_bad);
   pr.nk = make_view(&pr.k, dk, kd, layout / 6, huge || any_bad);
-  pr.nv = make_view(&pr.v, FATTN_F32, vd, layout / 36, huge || any_bad);
+  const fattn_dtype dv = dk == FATTN_F16 || dk == FATTN_BF16 ? dk : FATTN_F32;
+  pr.nv = make_view(&pr.v, dv, vd, layout / 36, huge || any_bad);
   pr.no = make_view(&pr.out, FATTN_F32, od, olay, huge || any_bad);
   pr.nl = make_view(&pr.lse, FATTN_F32, ld, 0, huge || any_bad);
   const size_t alloc_min = 64;
@@ -172,16 +212,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   pr.bl2 = malloc(pr.nl > alloc_min ? pr.nl : alloc_min);
   pr.q.data = pr.bq, pr.k.data = pr.bk, pr.v.data = pr.bv, pr.out.data = pr.bo;
   pr.lse.data = pr.bl;
-  /* data: small values from the input (then a fixed pattern), exact in f32 */
+  /* data: small values from the input (then a fixed pattern), exact in f32,
+   * bf16 and f16 alike (k/128 with |k| <= 128) */
   if (!huge && !any_bad) {
-    float *fs[3] = {pr.bq, pr.bk, pr.bv};
-    size_t ns[3] = {pr.nq / 4, pr.nk / 4, pr.nv / 4};
+    void *bs[3] = {pr.bq, pr.bk, pr.bv};
+    const fattn_dtype ts[3] = {dq, dk, dv};
+    const size_t nb[3] = {pr.nq, pr.nk, pr.nv};
     uint32_t x = 2166136261u;
-    for (int t = 0; t < 3; t++)
-      for (size_t i = 0; i < ns[t]; i++) {
+    for (int t = 0; t < 3; t++) {
+      if (ts[t] != FATTN_F32 && ts[t] != FATTN_F16 && ts[t] != FATTN_BF16) continue;
+      const size_t es = ts[t] == FATTN_F32 ? 4 : 2;
+      for (size_t i = 0; i < nb[t] / es; i++) {
         x = (x ^ take(&b)) * 16777619u;
-        fs[t][i] = (float)((int)(x >> 24) - 128) / 128.0f;
+        const float f = (float)((int)(x >> 24) - 128) / 128.0f;
+        if (ts[t] == FATTN_F32)
+          ((float *)bs[t])[i] = f;
+        else
+          ((uint16_t *)bs[t])[i] =
+              ts[t] == FATTN_BF16 ? fattn__f32_to_bf16(f) : fattn__f32_to_f16(f);
       }
+    }
   }
   fill_poison(pr.bo, pr.no / 4), fill_poison(pr.bl, pr.nl / 4);
 
@@ -223,19 +273,41 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   fattn_context *ctx = bsel / 8 % 6 == 5 ? NULL : g_ctx[bsel / 8 % 6 % 5];
 
   const fattn_status st = fattn_sdpa(ctx, &pr.q, &pr.k, &pr.v, &pr.out, &pr.p);
+  g_calls++;
+  if (st == FATTN_ERROR_BACKEND && g_status[FATTN_ERROR_BACKEND] == 0) /* the first: say which */
+    fprintf(stderr, "fuzz_sdpa: first FATTN_ERROR_BACKEND: %s\n", fattn_last_error());
+  g_status[(unsigned)st < 16 ? (unsigned)st : 15]++;
+  g_bad[BAD_DIM] += any_bad;
+  g_bad[BAD_HUGE] += huge;
+  g_bad[BAD_DTYPE] +=
+      dq == FATTN_U8 || dk == FATTN_U8 || (unsigned)dq > FATTN_U8 || (unsigned)dk > FATTN_U8;
+  g_bad[BAD_SCALE] += !isfinite(pr.p.scale);
+  g_bad[BAD_CAUSAL] += (unsigned)pr.p.causal > 2;
+  if (pr.p.kv_lens)
+    for (int64_t i = 0; i < B; i++)
+      if (pr.kv_lens[i] < 0 || pr.kv_lens[i] > Lk) {
+        g_bad[BAD_KVLEN]++;
+        break;
+      }
+  g_bad[BAD_ZERO_STRIDE] += layout % 6 == 5 || (layout / 6) % 6 == 5 || (layout / 36) % 6 == 5;
+  g_bad[BAD_OVERLAP_OUT] += olay == 4 && Dv > 1;
+  g_bad[BAD_HEADS] += gsel % 23 == 7;
+  g_bad[BAD_BACKEND] += bsel % 8 == 7;
   if (st != FATTN_SUCCESS) {
     check(fattn_last_error()[0] != '\0', "a failure without a message", &pr, st);
     check(is_poison(pr.bo, pr.no / 4) && is_poison(pr.bl, pr.nl / 4),
           "a failed call wrote out or lse", &pr, st);
   } else {
-    check(!huge && !any_bad && dq == FATTN_F32 && dk == FATTN_F32, "an invalid problem accepted",
-          &pr, st);
+    check(!huge && !any_bad && dq != FATTN_U8 && dk != FATTN_U8 && (unsigned)dq <= FATTN_BF16 &&
+              (unsigned)dk <= FATTN_BF16,
+          "an invalid problem accepted", &pr, st);
     /* the reference, into fresh buffers with the same layout */
     problem ref = pr;
     ref.out.data = pr.bo2, ref.lse.data = pr.bl2;
     ref.p.lse = pr.p.lse ? &ref.lse : NULL;
     ref.p.backend = FATTN_BACKEND_REFERENCE;
     const fattn_status rs = fattn_sdpa(NULL, &ref.q, &ref.k, &ref.v, &ref.out, &ref.p);
+    g_compared++;
     check(rs == FATTN_SUCCESS, "the reference failed where the backend succeeded", &pr, rs);
     /* |q|, |k|, |v| <= 1, |mask| <= 2, scale <= 1: scores within D + 2, so
      * the f32 error is far below this bound (tests/harness.c derives the
