@@ -25,6 +25,7 @@
  *   fa_transpose(x)      an FA_TW × FA_TW in-register transpose of x[0..FA_TW)
  *                        (pack_q / store_o; x86 uses 8×8 AVX for both widths)
  *   fa_cvt_f16(p) fa_cvt_bf16(p)  FA_W halves (unaligned) from p to a vector of f32
+ *   fa_store_f16(p, x) fa_store_bf16(p, x)  x rounded to nearest even into FA_W halves
  *   FA_SUFFIX            e.g. avx512 (function and table names)
  *   FA_BACKEND           FATTN_BACKEND_...
  */
@@ -503,6 +504,27 @@ static void FA_FN(cvt_rows)(int64_t n, int64_t d, const void *src, int64_t lds, 
   }
 }
 
+static void FA_FN(cvt_from_f32)(int64_t n, int64_t d, const float *src, int64_t lds,
+                                fattn_dtype dt, void *dst, int64_t ldd) {
+  uint16_t *h = dst;
+  for (int64_t j = 0; j < n; j++) {
+    const float *sr = src + j * lds;
+    uint16_t *hr = h + j * ldd;
+    int64_t p = 0;
+    if (dt == FATTN_BF16) {
+      for (; p + FA_W <= d; p += FA_W)
+        fa_store_bf16(hr + p, fa_loadu(sr + p));
+      for (; p < d; p++)
+        hr[p] = fattn__f32_to_bf16(sr[p]);
+    } else {
+      for (; p + FA_W <= d; p += FA_W)
+        fa_store_f16(hr + p, fa_loadu(sr + p));
+      for (; p < d; p++)
+        hr[p] = fattn__f32_to_f16(sr[p]);
+    }
+  }
+}
+
 /* ---- 2^x over an array (for the error test) --------------------------------------- */
 
 static void FA_FN(exp2)(int64_t n, const float *x, float *y) {
@@ -539,5 +561,6 @@ const fattn__kernel_table FA_TABLE = {
     .pack_q = FA_FN(pack_q),
     .store_o = FA_FN(store_o),
     .cvt_rows = FA_FN(cvt_rows),
+    .cvt_from_f32 = FA_FN(cvt_from_f32),
     .exp2 = FA_FN(exp2),
 };

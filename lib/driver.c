@@ -66,6 +66,8 @@ static void sink_empty(const sink *sk, int64_t rows) {
 typedef struct unit_ws {
   float *qt, *st, *ot, *m, *l, *alpha;
   float *kc, *vc; /* a key block of K / V converted to f32 (half K / V only) */
+  float *qc;      /* one head's query rows converted to f32 (half q only) */
+  float *oc;      /* one head's output rows in f32 before rounding (half out only) */
 } unit_ws;
 
 static float *carve(char **p, int64_t floats) {
@@ -86,6 +88,8 @@ static unit_ws layout(const fattn__problem *pb, const fattn__plan *plan, char *b
   w.alpha = carve(&p, rp);
   w.kc = carve(&p, pb->k.dtype != FATTN_F32 ? plan->bn * pb->D : 0);
   w.vc = carve(&p, pb->v.dtype != FATTN_F32 ? plan->bn * pb->Dv : 0);
+  w.qc = carve(&p, pb->q.dtype != FATTN_F32 ? plan->bm * pb->D : 0);
+  w.oc = carve(&p, pb->out.dtype != FATTN_F32 ? plan->bm * pb->Dv : 0);
   return w;
 }
 
@@ -280,7 +284,11 @@ static void run_unit(const fattn__problem *pb, const fattn__kernel_table *t,
     if (pb->q.dtype == FATTN_F32 && pb->q.s[3] <= 1) {
       t->pack_q(bq, D, fattn__ptr(&pb->q, b, hk * G + g, i0, 0), pb->q.s[2], qscale, w->qt + g * bq,
                 rp);
-    } else { /* strided or half q: element by element (rows · D per unit) */
+    } else if (pb->q.s[3] <= 1) { /* half q: rows to f32 (vectorised), then packed */
+      t->cvt_rows(bq, D, fattn__eptr(&pb->q, b, hk * G + g, i0, 0), pb->q.s[2], pb->q.dtype, w->qc,
+                  D);
+      t->pack_q(bq, D, w->qc, D, qscale, w->qt + g * bq, rp);
+    } else { /* strided q: element by element (rows · D per unit) */
       const void *src = fattn__eptr(&pb->q, b, hk * G + g, i0, 0);
       for (int64_t r = 0; r < bq; r++)
         for (int64_t p = 0; p < D; p++)
@@ -329,7 +337,11 @@ static void run_unit(const fattn__problem *pb, const fattn__kernel_table *t,
     if (pb->out.dtype == FATTN_F32 && pb->out.s[3] <= 1) {
       t->store_o(bq, Dv, w->ot + g * bq, rp, inv + g * bq, fattn__out_row(pb, b, h, i0),
                  pb->out.s[2]);
-    } else { /* strided or half out: element by element, rounded to nearest even */
+    } else if (pb->out.s[3] <= 1) { /* half out: f32 rows, then rounded (vectorised) */
+      t->store_o(bq, Dv, w->ot + g * bq, rp, inv + g * bq, w->oc, Dv);
+      t->cvt_from_f32(bq, Dv, w->oc, Dv, pb->out.dtype, fattn__out_erow(pb, b, h, i0),
+                      pb->out.s[2]);
+    } else { /* strided out: element by element, rounded to nearest even */
       void *dst = fattn__out_erow(pb, b, h, i0);
       for (int64_t r = 0; r < bq; r++)
         for (int64_t c = 0; c < Dv; c++)

@@ -87,6 +87,11 @@ typedef struct fattn__kernel_table {
   void (*cvt_rows)(int64_t n, int64_t d, const void *src, int64_t lds, fattn_dtype dt, float *dst,
                    int64_t ldd);
 
+  /* dst[j·ldd + p] = src[j·lds + p] rounded to F16 or BF16 (nearest even; NaN
+   * stays NaN, overflow gives inf) for j < n, p < d: a half `out`. */
+  void (*cvt_from_f32)(int64_t n, int64_t d, const float *src, int64_t lds, fattn_dtype dt,
+                       void *dst, int64_t ldd);
+
   /* qk_rows / pv_rows reading F16 or BF16 K / V rows (contiguous, ldk / ldv
    * in elements) and converting on load: decode streams a half KV cache
    * once, with no copy. NULL: the driver converts blocks with cvt_rows. */

@@ -91,6 +91,15 @@ static void cvt_rows_scalar(int64_t n, int64_t d, const void *src, int64_t lds, 
           dt == FATTN_BF16 ? fattn__bf16_to_f32(h[j * lds + p]) : fattn__f16_to_f32(h[j * lds + p]);
 }
 
+static void cvt_from_f32_scalar(int64_t n, int64_t d, const float *src, int64_t lds, fattn_dtype dt,
+                                void *dst, int64_t ldd) {
+  uint16_t *h = dst;
+  for (int64_t j = 0; j < n; j++)
+    for (int64_t p = 0; p < d; p++)
+      h[j * ldd + p] = dt == FATTN_BF16 ? fattn__f32_to_bf16(src[j * lds + p])
+                                        : fattn__f32_to_f16(src[j * lds + p]);
+}
+
 static void exp2_scalar(int64_t n, const float *x, float *y) {
   for (int64_t i = 0; i < n; i++)
     y[i] = exp2f(x[i]);
@@ -108,5 +117,6 @@ const fattn__kernel_table fattn__table_scalar = {
     .pack_q = pack_q_scalar,
     .store_o = store_o_scalar,
     .cvt_rows = cvt_rows_scalar,
+    .cvt_from_f32 = cvt_from_f32_scalar,
     .exp2 = exp2_scalar,
 };

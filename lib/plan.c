@@ -48,7 +48,8 @@ fattn_status fattn__make_plan(const fattn__problem *pb, const fattn__kernel_tabl
   plan->rows_pad = rows;
   /* Each piece is bounded by rows, bn, D and Dv, which validation checked
    * against int64 (B·H·Lq·Lk·(D+Dv)·4 fits); the sum is checked here. */
-  /* + a key block of K and of V converted to f32 when they are half */
+  /* + a key block of K and of V converted to f32 when they are half, and one
+   * head's query rows when q is, and its output rows when out is */
   const int64_t pieces[] = {rows * pb->D,
                             rows * bn,
                             rows * pb->Dv,
@@ -56,7 +57,9 @@ fattn_status fattn__make_plan(const fattn__problem *pb, const fattn__kernel_tabl
                             rows,
                             rows,
                             pb->k.dtype != FATTN_F32 ? bn * pb->D : 0,
-                            pb->v.dtype != FATTN_F32 ? bn * pb->Dv : 0};
+                            pb->v.dtype != FATTN_F32 ? bn * pb->Dv : 0,
+                            pb->q.dtype != FATTN_F32 ? bq * pb->D : 0,
+                            pb->out.dtype != FATTN_F32 ? bq * pb->Dv : 0};
   int64_t bytes = 0;
   for (size_t i = 0; i < sizeof pieces / sizeof pieces[0]; i++)
     if (pieces[i] > INT64_MAX / 8 ||

@@ -379,6 +379,55 @@ static void test_cvt(const fattn__kernel_table *t) {
   }
   unguard(out);
   free(all);
+  /* f32 -> half: a spread of bit patterns (every exponent, both signs, NaN,
+   * inf, ties) against the portable rounding; row tails and strides */
+  const int64_t nf = 70000;
+  float *f = guarded(nf);
+  for (int64_t i = 0; i < nf; i++) {
+    uint32_t u = (uint32_t)(i * 61357u) ^ (uint32_t)(i << 20);
+    if (i % 7 == 0) u = (u & 0xffff0000u) | 0x8000u;  /* bf16 ties */
+    if (i % 11 == 0) u = (u & 0xffffe000u) | 0x1000u; /* f16 ties */
+    memcpy(&f[i], &u, 4);
+  }
+  for (int k = 0; k < 2; k++) {
+    uint16_t *h = malloc((size_t)nf * 2 + 64);
+    t->cvt_from_f32(1, nf, f, nf, dts[k], h, nf);
+    int64_t bad = 0;
+    for (int64_t i = 0; i < nf; i++) {
+      const uint16_t want =
+          dts[k] == FATTN_F16 ? fattn__f32_to_f16(f[i]) : fattn__f32_to_bf16(f[i]);
+      const int nan_w = dts[k] == FATTN_F16 ? (want & 0x7c00) == 0x7c00 && (want & 0x3ff)
+                                            : (want & 0x7f80) == 0x7f80 && (want & 0x7f);
+      const int nan_g = dts[k] == FATTN_F16 ? (h[i] & 0x7c00) == 0x7c00 && (h[i] & 0x3ff)
+                                            : (h[i] & 0x7f80) == 0x7f80 && (h[i] & 0x7f);
+      if (nan_w ? !nan_g : h[i] != want) bad++;
+    }
+    EXPECT(bad == 0, "%s cvt_from_f32 %s: %lld of %lld values wrong", t->name, k ? "bf16" : "f16",
+           (long long)bad, (long long)nf);
+    checks++;
+    for (int64_t d = 1; d <= 2 * t->rw + 3; d++) {
+      const int64_t n = 3, ldd = d + 2;
+      uint16_t *o = malloc((size_t)(n * ldd + 8) * 2);
+      for (int64_t i = 0; i < n * ldd + 8; i++)
+        o[i] = 0xA5A5;
+      t->cvt_from_f32(n, d, f + 100, d + 3, dts[k], o, ldd);
+      int ok = 1;
+      for (int64_t j = 0; j < n; j++)
+        for (int64_t p = 0; p < ldd; p++) {
+          const float x = f[100 + j * (d + 3) + p];
+          const uint16_t want = p >= d                ? 0xA5A5
+                                : dts[k] == FATTN_F16 ? fattn__f32_to_f16(x)
+                                                      : fattn__f32_to_bf16(x);
+          ok &= o[j * ldd + p] == want || (p < d && x != x);
+        }
+      EXPECT(ok && o[n * ldd] == 0xA5A5, "%s cvt_from_f32 %s d=%lld", t->name, k ? "bf16" : "f16",
+             (long long)d);
+      checks++;
+      free(o);
+    }
+    free(h);
+  }
+  unguard(f);
 }
 
 /* qk_rows_half / pv_rows_half: bitwise the f32 functions on the converted
