@@ -63,13 +63,31 @@ static shape shapes[MAX_SHAPES] = {
 static int nshapes = 6;
 static bench benches[MAX_BENCHES];
 static int nbenches;
-static double g_peak1[2]; /* 1-thread FMA peak: avx512, avx2 (for the ukernel benchmarks) */
+/* 1-thread peaks (for the ukernel benchmarks): avx512 and avx2 FMA, avx512bf16 vdpbf16ps */
+static double g_peak1[3];
 
-static double peak_of(fattn_backend be) {
-  return be == FATTN_BACKEND_AVX512 ? g_peak1[0] : be == FATTN_BACKEND_AVX2 ? g_peak1[1] : 0;
+static double peak_of(const char *isa) {
+  return !strcmp(isa, "avx512")       ? g_peak1[0]
+         : !strcmp(isa, "avx2")       ? g_peak1[1]
+         : !strcmp(isa, "avx512bf16") ? g_peak1[2]
+                                      : 0;
 }
+
 static int64_t g_block_keys, g_block_queries; /* --block-keys / --block-queries, 0 = plan's */
 static fattn_dtype g_dt[3] = {FATTN_F32, FATTN_F32, FATTN_F32}; /* --dtypes: q, k/v, out */
+
+/* Whether fattn runs Q·Kᵀ of this benchmark with vdpbf16ps (the rule of
+ * lib/api.c: the avx512 table, BF16 K, BF16 q or FATTN_BF16_DOT=on, unless
+ * FATTN_BF16_DOT=off; the CPU has AVX512_BF16 when its probe ran), and not
+ * on the decode path (Lq = 1 per unit). Its pct_peak then divides by the
+ * peak of the mix: Q·Kᵀ at the vdpbf16ps rate, P·V at the FMA rate. */
+static int bf16_dot_used(fattn_backend be, const shape *s, double dot_peak) {
+  const char *m = getenv("FATTN_BF16_DOT");
+  if (be != FATTN_BACKEND_AVX512 || dot_peak <= 0 || g_dt[1] != FATTN_BF16 || s->Lq <= 1 ||
+      (m && !strcmp(m, "off")))
+    return 0;
+  return g_dt[0] == FATTN_BF16 || (m && !strcmp(m, "on"));
+}
 
 static double esize(fattn_dtype t) { return t == FATTN_F32 ? 4.0 : 2.0; }
 static const char *dt_name(fattn_dtype t) {
@@ -393,14 +411,14 @@ int main(int argc, char **argv) {
   /* The machine's limits, measured now: the FMA peak of each ISA here at each
    * thread count (pct_peak divides by the one of the table that ran; the
    * scalar and oneDNN backends by the best ISA's), and read bandwidth. */
-  static const char *isas[] = {"avx512", "avx2"};
-  static probe probes[16];
+  static const char *isas[] = {"avx512", "avx2", "avx512bf16"};
+  static probe probes[24];
   int nprobes = 0;
-  double peaks[2][16] = {{0}};
+  double peaks[3][16] = {{0}};
   for (int ti = 0; ti < nthreads; ti++) {
-    for (int ii = 0; ii < 2; ii++) {
+    for (int ii = 0; ii < 3; ii++) {
       peaks[ii][ti] = peak_fma_gflops(isas[ii], threads[ti]);
-      if (peaks[ii][ti] > 0 && nprobes < 16) {
+      if (peaks[ii][ti] > 0 && nprobes < 24) {
         probe *p = &probes[nprobes++];
         p->isa = isas[ii];
         p->threads = threads[ti];
@@ -408,7 +426,7 @@ int main(int argc, char **argv) {
         gb_register(p->name, run_probe, p);
       }
     }
-    if (nprobes < 16) {
+    if (nprobes < 24) {
       probe *p = &probes[nprobes++];
       p->isa = NULL;
       p->threads = threads[ti];
@@ -419,6 +437,7 @@ int main(int argc, char **argv) {
   }
   g_peak1[0] = peak_fma_gflops("avx512", 1);
   g_peak1[1] = peak_fma_gflops("avx2", 1);
+  g_peak1[2] = peak_fma_gflops("avx512bf16", 1);
   if (!backend_list) register_ukernels(peak_of);
   for (int si = 0; si < nshapes; si++)
     for (size_t bi = 0; bi < sizeof order / sizeof order[0]; bi++) {
@@ -438,6 +457,8 @@ int main(int argc, char **argv) {
         b->peak = be == FATTN_BACKEND_AVX2 ? peaks[1][ti]
                   : peaks[0][ti] > 0       ? peaks[0][ti]
                                            : peaks[1][ti];
+        if (bf16_dot_used(be, &shapes[si], peaks[2][ti])) /* harmonic: D = Dv */
+          b->peak = 2.0 / (1.0 / peaks[0][ti] + 1.0 / peaks[2][ti]);
         char dts[40] = "";
         if (g_dt[0] != FATTN_F32 || g_dt[1] != FATTN_F32 || g_dt[2] != FATTN_F32)
           snprintf(dts, sizeof dts, "/dt:%s-%s-%s", dt_name(g_dt[0]), dt_name(g_dt[1]),

@@ -14,10 +14,11 @@
 #include "gbench_shim.h"
 #include "internal.h"
 
-enum { UK_QK, UK_SOFTMAX, UK_PV };
+enum { UK_QK, UK_SOFTMAX, UK_PV, UK_QK_BF16 };
 
 typedef struct ukernel {
   const fattn__kernel_table *t;
+  const fattn__bf16_dot_table *bd; /* UK_QK_BF16 */
   int which;
   double peak;
   char name[64];
@@ -47,6 +48,11 @@ static void run_ukernel(gb_state *st, void *arg) {
     s[i] = (float)(i % 5) * 0.1f;
   for (int64_t r = 0; r < rows; r++)
     m[r] = 0, l[r] = 1, a[r] = 0.5f;
+  /* the BF16 dot's operands: Qt's values as pairs, K rounded to BF16 */
+  uint16_t *qp = aligned_alloc(64, (size_t)(rows * d) * 2), *kh = malloc((size_t)(n * d) * 2);
+  for (int64_t i = 0; i < n * d; i++)
+    kh[i] = (uint16_t)(k[i] == 0 ? 0 : 0x3c23); /* any finite BF16 will do */
+  if (u->bd) u->bd->pack_q(rows, d, qt, d, FATTN_F32, qp, rows);
   int64_t iters = 0;
   const double t0 = now();
   while (gb_keep_running(st)) {
@@ -57,6 +63,7 @@ static void run_ukernel(gb_state *st, void *arg) {
         m[r] = 0;
       t->softmax(rows, n, s, rows, m, l, a);
       break;
+    case UK_QK_BF16: u->bd->qk(rows, n, d, qp, kh, d, 1.0f, s, rows); break;
     default: t->pv(rows, n, d, s, rows, k, d, 1, a, o, rows); break;
     }
     iters++;
@@ -71,14 +78,14 @@ static void run_ukernel(gb_state *st, void *arg) {
       if (u->peak > 0) gb_counter(st, "pct_peak", 100.0 * gflops / u->peak, 0);
     }
   }
-  free(qt), free(k), free(s), free(o), free(m), free(l), free(a);
+  free(qt), free(k), free(s), free(o), free(m), free(l), free(a), free(qp), free(kh);
 }
 
-void register_ukernels(double (*peak_of)(fattn_backend)) {
+void register_ukernels(double (*peak_of)(const char *isa)) {
   static const fattn_backend tables[] = {FATTN_BACKEND_AVX512, FATTN_BACKEND_AVX2,
                                          FATTN_BACKEND_NEON, FATTN_BACKEND_SCALAR};
   static const char *kinds[] = {"qk", "softmax", "pv"};
-  static ukernel uk[12];
+  static ukernel uk[13];
   int n = 0;
   for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
     fattn_status st;
@@ -88,8 +95,18 @@ void register_ukernels(double (*peak_of)(fattn_backend)) {
       ukernel *u = &uk[n++];
       u->t = t;
       u->which = w;
-      u->peak = peak_of(tables[i]);
+      u->peak = peak_of(t->name);
       snprintf(u->name, sizeof u->name, "ukernel/%s/%s", t->name, kinds[w]);
+      gb_register(u->name, run_ukernel, u);
+    }
+    const fattn__bf16_dot_table *bd = fattn__bf16_dot_for(t);
+    if (bd && n < 13) { /* % of the vdpbf16ps peak */
+      ukernel *u = &uk[n++];
+      u->t = t;
+      u->bd = bd;
+      u->which = UK_QK_BF16;
+      u->peak = peak_of(bd->name);
+      snprintf(u->name, sizeof u->name, "ukernel/%s/qk", bd->name);
       gb_register(u->name, run_ukernel, u);
     }
   }

@@ -82,6 +82,7 @@ static int cpu_has(const char *isa) {
   if (fattn_get_runtime_info(NULL, &info) != FATTN_SUCCESS) return 0;
   if (!strcmp(isa, "avx512")) return strstr(info.isa_detected, "avx512f") != NULL;
   if (!strcmp(isa, "avx2")) return strstr(info.isa_detected, "avx2") != NULL;
+  if (!strcmp(isa, "avx512bf16")) return strstr(info.isa_detected, "avx512bf16") != NULL;
   return 0;
 }
 
@@ -91,6 +92,9 @@ double peak_fma_gflops(const char *isa, int threads) {
 #if defined(__x86_64__)
   if (!strcmp(isa, "avx512") && cpu_has(isa)) proto.fma = fattn_bench_fma_avx512;
   if (!strcmp(isa, "avx2") && cpu_has(isa)) proto.fma = fattn_bench_fma_avx2;
+#if defined(FATTN_BENCH_HAVE_DPBF16)
+  if (!strcmp(isa, "avx512bf16") && cpu_has(isa)) proto.fma = fattn_bench_dpbf16_avx512;
+#endif
 #endif
   if (!proto.fma) return 0;
   return run_threads(threads, fma_thread, &proto, NULL);

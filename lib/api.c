@@ -40,6 +40,12 @@ static fattn_status prepare(fattn_context *ctx, const fattn_tensor *q, const fat
                              fattn__topology_get(), plan)) != FATTN_SUCCESS)
     return st;
   plan->pin = plan->nthreads > 1 ? (*c)->pin : FATTN_PIN_NONE; /* one thread: left where it is */
+  /* BF16 K with contiguous rows (and q rows, which are packed in pairs) */
+  plan->bf16_dot = NULL;
+  if (pb->k.dtype == FATTN_BF16 && pb->k.s[3] <= 1 && pb->q.s[3] <= 1 &&
+      ((*c)->bf16_dot == FATTN__BF16_DOT_ON ||
+       ((*c)->bf16_dot == FATTN__BF16_DOT_AUTO && pb->q.dtype == FATTN_BF16)))
+    plan->bf16_dot = fattn__bf16_dot_for(*t);
   return FATTN_SUCCESS;
 }
 

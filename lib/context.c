@@ -45,6 +45,8 @@ static fattn_status context_init(const fattn_context_options *opts, fattn_contex
 #if !defined(_OPENMP)
   n = 1;
 #endif
+  fattn__bf16_dot_mode bf16_dot;
+  if ((st = fattn__bf16_dot_from_env(&bf16_dot)) != FATTN_SUCCESS) return st;
   fattn_backend cap = o.isa_cap;
   if (cap == FATTN_BACKEND_AUTO && (st = fattn__isa_from_env(&cap)) != FATTN_SUCCESS) return st;
   const fattn__kernel_table *t;
@@ -65,6 +67,7 @@ static fattn_status context_init(const fattn_context_options *opts, fattn_contex
   c->block_keys = o.block_keys;
   c->block_queries = o.block_queries;
   c->table = t;
+  c->bf16_dot = bf16_dot;
   if (pthread_mutex_init(&c->lock, NULL) != 0)
     return fattn__error(FATTN_ERROR_OUT_OF_MEMORY, "pthread_mutex_init failed");
   return FATTN_SUCCESS;

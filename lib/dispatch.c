@@ -63,6 +63,34 @@ const fattn__kernel_table *fattn__best_table(void) {
   return &fattn__table_scalar;
 }
 
+const fattn__bf16_dot_table *fattn__bf16_dot_for(const fattn__kernel_table *t) {
+#if defined(FATTN_HAVE_AVX512BF16_DOT)
+  const unsigned need = FATTN__CPU_AVX512 | FATTN__CPU_AVX512BF16;
+  if (t && t->backend == fattn__bf16_dot_avx512bf16.backend &&
+      (fattn__cpu_features() & need) == need)
+    return &fattn__bf16_dot_avx512bf16;
+#else
+  (void)t;
+#endif
+  return NULL;
+}
+
+fattn_status fattn__bf16_dot_from_env(fattn__bf16_dot_mode *mode) {
+  const char *s = getenv("FATTN_BF16_DOT");
+  *mode = FATTN__BF16_DOT_AUTO;
+  if (!s || !*s || strcmp(s, "auto") == 0) return FATTN_SUCCESS;
+  if (strcmp(s, "off") == 0) {
+    *mode = FATTN__BF16_DOT_OFF;
+    return FATTN_SUCCESS;
+  }
+  if (strcmp(s, "on") == 0) {
+    *mode = FATTN__BF16_DOT_ON;
+    return FATTN_SUCCESS;
+  }
+  return fattn__error(FATTN_ERROR_INVALID_ARGUMENT, "FATTN_BF16_DOT=%s is not one of auto, off, on",
+                      s);
+}
+
 fattn_status fattn__isa_from_env(fattn_backend *cap) {
   const char *s = getenv("FATTN_ISA");
   *cap = FATTN_BACKEND_AUTO;

@@ -280,7 +280,17 @@ static void run_unit(const fattn__problem *pb, const fattn__kernel_table *t,
   /* Qt[p][r] = scale·log2(e) · q[r][p], head by head (scores in log2 units, so
    * the softmax needs 2^x only); padding rows are zero. */
   const float qscale = pb->scale * FATTN__LOG2E;
-  for (int64_t g = 0; g < G; g++) {
+  const fattn__bf16_dot_table *bd = plan->bf16_dot;
+  if (bd) { /* BF16 pairs, unscaled (the scale goes on the sums); Qp in qt's space */
+    uint16_t *qp = (uint16_t *)w->qt;
+    const int64_t np = (D + 1) / 2;
+    for (int64_t g = 0; g < G; g++)
+      bd->pack_q(bq, D, fattn__eptr(&pb->q, b, hk * G + g, i0, 0), pb->q.s[2], pb->q.dtype,
+                 qp + 2 * g * bq, rp);
+    for (int64_t t2 = 0; t2 < np; t2++)
+      memset(qp + 2 * (t2 * rp + rows), 0, (size_t)(rp - rows) * 4);
+  }
+  for (int64_t g = 0; g < G && !bd; g++) {
     if (pb->q.dtype == FATTN_F32 && pb->q.s[3] <= 1) {
       t->pack_q(bq, D, fattn__ptr(&pb->q, b, hk * G + g, i0, 0), pb->q.s[2], qscale, w->qt + g * bq,
                 rp);
@@ -296,7 +306,7 @@ static void run_unit(const fattn__problem *pb, const fattn__kernel_table *t,
               fattn__load(src, r * pb->q.s[2] + p * pb->q.s[3], pb->q.dtype) * qscale;
     }
   }
-  for (int64_t p = 0; p < D; p++)
+  for (int64_t p = 0; p < D && !bd; p++)
     for (int64_t r = rows; r < rp; r++)
       w->qt[p * rp + r] = 0.0f;
   for (int64_t r = 0; r < rp; r++) {
@@ -308,8 +318,13 @@ static void run_unit(const fattn__problem *pb, const fattn__kernel_table *t,
   for (int64_t j0 = ja; j0 < jhi; j0 += bn) {
     const int64_t n = jhi - j0 < bn ? jhi - j0 : bn;
     int64_t ldk, sdk, ldv, sdv;
-    const float *kb = kv_block(t, &pb->k, b, hk, j0, n, D, w->kc, &ldk, &sdk);
-    t->qk(rp, n, D, w->qt, kb, ldk, sdk, w->st, rp);
+    if (bd) {
+      bd->qk(rp, n, D, (const uint16_t *)w->qt, fattn__eptr(&pb->k, b, hk, j0, 0), pb->k.s[2],
+             qscale, w->st, rp);
+    } else {
+      const float *kb = kv_block(t, &pb->k, b, hk, j0, n, D, w->kc, &ldk, &sdk);
+      t->qk(rp, n, D, w->qt, kb, ldk, sdk, w->st, rp);
+    }
     const int straddles = j0 + n > jlo_all;
     const int masked =
         (pb->has_mask || straddles) && mask_tile(pb, b, hk, i0, bq, j0, n, straddles, w->st, 1, rp);

@@ -77,6 +77,18 @@ const fattn__kernel_table *fattn__best_table(void);
 /* Parses FATTN_ISA; AUTO when unset. Invalid values give INVALID_ARGUMENT. */
 fattn_status fattn__isa_from_env(fattn_backend *cap);
 
+/* When the BF16 dot-product Q·Kᵀ is used (FATTN_BF16_DOT): */
+typedef enum fattn__bf16_dot_mode {
+  FATTN__BF16_DOT_AUTO, /* BF16 q and K: exact products, no rounding added (default) */
+  FATTN__BF16_DOT_OFF,  /* never: K converted to f32 like F16 */
+  FATTN__BF16_DOT_ON    /* any q with BF16 K: an F32 / F16 q is rounded to BF16 */
+} fattn__bf16_dot_mode;
+/* Parses FATTN_BF16_DOT (auto, off, on); AUTO when unset. */
+fattn_status fattn__bf16_dot_from_env(fattn__bf16_dot_mode *mode);
+/* The BF16 dot companion of table t if this build has one and this CPU runs
+ * it, else NULL. */
+const fattn__bf16_dot_table *fattn__bf16_dot_for(const fattn__kernel_table *t);
+
 /* ---- topology ------------------------------------------------------------------ */
 
 /* A set of CPUs by OS index (up to FATTN__MAX_CPUS). */
@@ -138,7 +150,8 @@ typedef struct fattn__plan {
   int64_t slot_bytes;  /* one partial result (nchunks > 1), after the per-thread pieces */
   int64_t total_bytes; /* the whole workspace: per_thread_bytes × nthreads + partials */
   int nthreads;
-  fattn_pin_policy pin; /* NONE, CORES or NUMA: set by the caller of the driver */
+  fattn_pin_policy pin;                  /* NONE, CORES or NUMA: set by the caller of the driver */
+  const fattn__bf16_dot_table *bf16_dot; /* Q·Kᵀ of row-vector units; NULL: the table's qk */
 } fattn__plan;
 
 /* Bytes one workspace piece of `floats` floats takes: every piece starts on a
@@ -170,6 +183,7 @@ struct fattn_context {
   fattn_backend isa_cap;
   int64_t block_keys, block_queries;
   const fattn__kernel_table *table; /* what AUTO uses */
+  fattn__bf16_dot_mode bf16_dot;    /* FATTN_BF16_DOT */
   pthread_mutex_t lock;             /* guards the workspace pool */
   fattn__workspace ws[FATTN__MAX_WORKSPACES];
   int nws;

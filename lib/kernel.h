@@ -104,6 +104,31 @@ typedef struct fattn__kernel_table {
   void (*exp2)(int64_t n, const float *x, float *y);
 } fattn__kernel_table;
 
+/* An optional companion of a row-vector table: Q·Kᵀ on BF16 pairs with a
+ * dot-product instruction (vdpbf16ps: two exact BF16 products added into an
+ * f32 lane), for BF16 K whose elements are contiguous. Same rows, St and lds
+ * as the table's qk; only Q's packing differs:
+ *
+ *   Qp   ceil(d/2) pairs × ldq   Qp[t·2·ldq + 2·r + e] = bf16(q_r[2t + e]),
+ *                                  unscaled (so a BF16 q is used exactly);
+ *                                  element d of an odd d is +0
+ *
+ * The driver uses it when the CPU has the instruction and K is BF16 (see
+ * FATTN_BF16_DOT); the rest of the unit runs on the table. */
+typedef struct fattn__bf16_dot_table {
+  const char *name;
+  fattn_backend backend; /* the table it pairs with */
+  int rw;                /* rows per vector: the paired table's */
+  /* Qp as above for r < m, from q rows src + r·lds (elements) of type dt
+   * (F32 and F16 rounded to nearest even). */
+  void (*pack_q)(int64_t m, int64_t d, const void *src, int64_t lds, fattn_dtype dt, uint16_t *qp,
+                 int64_t ldq);
+  /* St[j][r] = scale · Σ_p Q[r][p] · K[j][p] for j < n, r < rows (ldq = rows),
+   * K rows at k + j·ldk (BF16 elements, contiguous). */
+  void (*qk)(int64_t rows, int64_t n, int64_t d, const uint16_t *qp, const uint16_t *k, int64_t ldk,
+             float scale, float *st, int64_t lds);
+} fattn__bf16_dot_table;
+
 /* Tables compiled into this build. Each may only be called once
  * fattn__cpu_features() says the CPU runs it. */
 extern const fattn__kernel_table fattn__table_scalar;
@@ -115,6 +140,9 @@ extern const fattn__kernel_table fattn__table_avx512;
 #endif
 #if defined(FATTN_HAVE_NEON_TABLE)
 extern const fattn__kernel_table fattn__table_neon;
+#endif
+#if defined(FATTN_HAVE_AVX512BF16_DOT)
+extern const fattn__bf16_dot_table fattn__bf16_dot_avx512bf16;
 #endif
 
 #endif /* FATTN_KERNEL_H */

@@ -470,6 +470,83 @@ static void test_rows_half(const fattn__kernel_table *t) {
         }
 }
 
+/* The BF16 dot companion (vdpbf16ps), where this CPU has it: pack_q from
+ * BF16 (exact), F32 and F16 (rounded to BF16) rows, then qk against the
+ * double dot product of the BF16 values; odd d, every row / key tail, K rows
+ * with and without gaps (an exact-size K buffer: the odd tail must not read
+ * past the last row; ASan checks it). */
+static void test_bf16_dot(const fattn__kernel_table *t) {
+  const fattn__bf16_dot_table *bd = fattn__bf16_dot_for(t);
+  if (!bd) return;
+  EXPECT(bd->rw == t->rw && bd->backend == t->backend, "%s pairs with %s", bd->name, t->name);
+  static const int64_t ds[] = {1, 2, 7, 16, 17, 33, 65};
+  static const fattn_dtype dts[] = {FATTN_BF16, FATTN_F32, FATTN_F16};
+  const float scale = 0.37f;
+  for (int64_t rows = t->rw; rows <= t->mr + 2 * t->rw; rows += t->rw)
+    for (int64_t n = 1; n <= 2 * t->nr + 1; n++)
+      for (size_t di = 0; di < sizeof ds / sizeof ds[0]; di++)
+        for (int x = 0; x < 6; x++) {
+          const int64_t d = ds[di], ldk = x & 1 ? d + 3 : d, lds = rows + t->rw;
+          const int64_t m = rows > t->rw ? rows - 5 : rows, ldq_src = d + 2, np = (d + 1) / 2;
+          const fattn_dtype dq = dts[x / 2];
+          float *qf = malloc((size_t)(m * ldq_src) * sizeof *qf);
+          uint16_t *qh = malloc((size_t)(m * ldq_src) * sizeof *qh);
+          uint16_t *k = malloc((size_t)(n * ldk) * sizeof *k);
+          uint16_t *qp = alloc64(np * rows); /* np pairs × rows, 4 bytes each */
+          float *st = guarded(n * lds);
+          for (int64_t i = 0; i < m * ldq_src; i++) {
+            qf[i] = rnd();
+            qh[i] = dq == FATTN_F16 ? fattn__f32_to_f16(qf[i]) : fattn__f32_to_bf16(qf[i]);
+          }
+          for (int64_t i = 0; i < n * ldk; i++)
+            k[i] = fattn__f32_to_bf16(rnd());
+          memset(qp, 0, (size_t)(np * rows) * 4); /* pad rows: zero, as the driver does */
+          bd->pack_q(m, d, dq == FATTN_F32 ? (const void *)qf : qh, ldq_src, dq, qp, rows);
+          bd->qk(rows, n, d, qp, k, ldk, scale, st, lds);
+          double worst = 0;
+          int gaps_ok = 1, pack_ok = 1;
+          for (int64_t r = 0; r < m; r++)
+            for (int64_t p = 0; p < 2 * np; p++) {
+              const uint16_t want = p >= d            ? 0
+                                    : dq == FATTN_F32 ? fattn__f32_to_bf16(qf[r * ldq_src + p])
+                                    : dq == FATTN_F16
+                                        ? fattn__f32_to_bf16(fattn__f16_to_f32(qh[r * ldq_src + p]))
+                                        : qh[r * ldq_src + p];
+              pack_ok &= qp[(p / 2) * 2 * rows + 2 * r + (p & 1)] == want;
+            }
+          for (int64_t j = 0; j < n; j++) {
+            for (int64_t r = 0; r < rows; r++) {
+              double ref = 0, mag = 0;
+              for (int64_t p = 0; p < d && r < m; p++) {
+                const double a = fattn__bf16_to_f32(qp[(p / 2) * 2 * rows + 2 * r + (p & 1)]) *
+                                 (double)fattn__bf16_to_f32(k[j * ldk + p]);
+                ref += a;
+                mag += fabs(a);
+              }
+              ref *= scale, mag *= scale;
+              const double e =
+                  fabs(st[j * lds + r] - ref) / ((double)(d + 2) * FLT_EPSILON * mag + 1e-30);
+              worst = e > worst ? e : worst;
+            }
+            for (int64_t r = rows; r < lds; r++)
+              gaps_ok &= st[j * lds + r] == POISON;
+          }
+          EXPECT(pack_ok && worst <= 1.0 && gaps_ok && guards_intact(st, n * lds),
+                 "%s rows=%lld n=%lld d=%lld ldk=%lld q %s: packed %d, err/bound %.3g, gaps %d",
+                 bd->name, (long long)rows, (long long)n, (long long)d, (long long)ldk,
+                 dq == FATTN_F32   ? "f32"
+                 : dq == FATTN_F16 ? "f16"
+                                   : "bf16",
+                 pack_ok, worst, gaps_ok);
+          checks++;
+          free(qf);
+          free(qh);
+          free(k);
+          free(qp);
+          unguard(st);
+        }
+}
+
 static void test_workspace_bound(void) {
   fattn_context_options o;
   fattn_context_options_init(&o);
@@ -517,6 +594,7 @@ int main(void) {
     test_exp2(t);
     test_cvt(t);
     test_rows_half(t);
+    test_bf16_dot(t);
     printf("%-7s %d kernel checks, %d failed\n", t->name, checks - before, g_failures - fails);
   }
   test_workspace_bound();
