@@ -35,6 +35,77 @@ static int built(fattn_backend b) {
   return 0;
 }
 
+#if defined(FATTN_TEST_BF16_DOT_BUILT) && (defined(__x86_64__) || defined(__i386__))
+/* out of one all-bf16-K problem (q of type dq) on the avx512 table, in a
+ * context created under FATTN_BF16_DOT=mode */
+static void run_bf16k(const char *mode, fattn_dtype dq, float *out) {
+  enum { H = 2, L = 100, D = 40 };
+  static float qf[H * L * D], v[H * L * D];
+  static uint16_t qh[H * L * D], k[H * L * D];
+  uint64_t s = 7;
+  for (int i = 0; i < H * L * D; i++) {
+    qf[i] = (float)(2 * rng_uniform(&s) - 1);
+    qh[i] = (uint16_t)(rng_next(&s) & 0x3f7f); /* finite bf16 of magnitude < 1 */
+    k[i] = (uint16_t)(rng_next(&s) & 0xbf7f);
+    v[i] = (float)rng_uniform(&s);
+  }
+  setenv("FATTN_BF16_DOT", mode, 1);
+  fattn_context_options o;
+  fattn_context_options_init(&o);
+  o.isa_cap = FATTN_BACKEND_AVX512;
+  fattn_context *ctx = NULL;
+  EXPECT(fattn_context_create(&o, &ctx) == FATTN_SUCCESS, "FATTN_BF16_DOT=%s: %s", mode,
+         fattn_last_error());
+  unsetenv("FATTN_BF16_DOT");
+  fattn_tensor tq = fattn_tensor_contiguous(dq == FATTN_F32 ? (void *)qf : qh, dq, 1, H, L, D);
+  fattn_tensor tk = fattn_tensor_contiguous(k, FATTN_BF16, 1, H, L, D);
+  fattn_tensor tv = fattn_tensor_contiguous(v, FATTN_F32, 1, H, L, D);
+  fattn_tensor to = fattn_tensor_contiguous(out, FATTN_F32, 1, H, L, D);
+  fattn_sdpa_params p;
+  fattn_sdpa_params_init(&p);
+  EXPECT(ctx && fattn_sdpa(ctx, &tq, &tk, &tv, &to, &p) == FATTN_SUCCESS, "sdpa: %s",
+         fattn_last_error());
+  fattn_context_destroy(ctx);
+}
+#endif
+
+/* FATTN_BF16_DOT: the vdpbf16ps Q·Kᵀ is taken exactly when the rule says
+ * (bf16 q under auto, any q under on, never under off), seen as a change of
+ * the result's bits (different arithmetic: exact pairs vs FMA); and a bad
+ * value fails context creation. */
+static int test_bf16_dot_rule(void) {
+  int checks = 0;
+  setenv("FATTN_BF16_DOT", "sideways", 1);
+  fattn_context *ctx = NULL;
+  EXPECT(fattn_context_create(NULL, &ctx) == FATTN_ERROR_INVALID_ARGUMENT,
+         "FATTN_BF16_DOT=sideways");
+  printf("FATTN_BF16_DOT=sideways -> %s\n", fattn_last_error());
+  unsetenv("FATTN_BF16_DOT");
+  checks++;
+#if defined(FATTN_TEST_BF16_DOT_BUILT) && (defined(__x86_64__) || defined(__i386__))
+  __builtin_cpu_init();
+  if (!cpu_has(FATTN_BACKEND_AVX512) || !__builtin_cpu_supports("avx512bf16")) {
+    printf("bf16 dot rule: skipped (no AVX512_BF16 here)\n");
+    return checks;
+  }
+  enum { N = 2 * 100 * 40 };
+  static float o[6][N];
+  run_bf16k("off", FATTN_BF16, o[0]);
+  run_bf16k("auto", FATTN_BF16, o[1]);
+  run_bf16k("on", FATTN_BF16, o[2]);
+  run_bf16k("off", FATTN_F32, o[3]);
+  run_bf16k("auto", FATTN_F32, o[4]);
+  run_bf16k("on", FATTN_F32, o[5]);
+  EXPECT(memcmp(o[0], o[1], sizeof o[0]) != 0, "bf16 q: auto gave the bits of off");
+  EXPECT(memcmp(o[1], o[2], sizeof o[0]) == 0, "bf16 q: on and auto differ");
+  EXPECT(memcmp(o[3], o[4], sizeof o[0]) == 0, "f32 q: auto did not give the bits of off");
+  EXPECT(memcmp(o[4], o[5], sizeof o[0]) != 0, "f32 q: on gave the bits of auto");
+  checks += 4;
+  printf("bf16 dot rule: auto uses vdpbf16ps for bf16 q only, on for f32 q too\n");
+#endif
+  return checks;
+}
+
 int main(void) {
   static const fattn_backend isas[] = {FATTN_BACKEND_SCALAR, FATTN_BACKEND_AVX2,
                                        FATTN_BACKEND_AVX512, FATTN_BACKEND_NEON};
@@ -108,6 +179,7 @@ int main(void) {
   printf("FATTN_ISA=sse9    -> %s\n", fattn_last_error());
   unsetenv("FATTN_ISA");
   checks++;
+  checks += test_bf16_dot_rule();
   printf("%d passed, %d failed\n", checks - g_failures, g_failures);
   return g_failures != 0;
 }
