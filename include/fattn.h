@@ -157,6 +157,135 @@ FATTN_API fattn_status fattn_sdpa_workspace_size(fattn_context *ctx, const fattn
                                                  const fattn_tensor *out,
                                                  const fattn_sdpa_params *params, size_t *bytes);
 
+/* ---- Layers with PyTorch semantics -------------------------------------------
+ *
+ * fattn_mha: nn.MultiheadAttention (inference: no dropout). Linear projections
+ * of query, key and value, split into heads, fattn_sdpa per head, heads
+ * concatenated, output projection. All tensors F32, row major: with
+ * batch_first (B, L, features), else (L, B, features); both layouts are read
+ * and written in place, no transposes. Weights are copied at create time, so
+ * the caller's may be freed. A layer is immutable: any number of threads may
+ * run forward on it at once (each call takes its scratch from the context's
+ * workspace pool). */
+typedef struct fattn_mha fattn_mha;
+
+typedef struct fattn_mha_config {
+  int64_t embed_dim;    /* E: query features and output features */
+  int64_t num_heads;    /* H: divides E; head_dim = E / H */
+  int64_t num_kv_heads; /* 0 -> num_heads; else divides it (grouped-query attention): the
+                           key / value projections have num_kv_heads · head_dim rows */
+  int64_t kdim, vdim;   /* features of the key / value inputs; 0 -> embed_dim */
+  int bias;             /* nonzero: in_proj_bias and out_proj.bias (PyTorch's default) */
+  int batch_first;      /* nonzero: (B, L, features); zero: (L, B, features) */
+} fattn_mha_config;
+
+/* embed_dim, num_heads; num_kv_heads = num_heads, kdim = vdim = embed_dim, bias
+ * on, batch_first off (PyTorch's defaults). */
+FATTN_API void fattn_mha_config_init(fattn_mha_config *c, int64_t embed_dim, int64_t num_heads);
+
+/* Weights in PyTorch's layouts (F32, row major). With Ekv = num_kv_heads · head_dim:
+ * either in_proj_weight [E + 2·Ekv, E] (q, k, v rows stacked; needs kdim = vdim = E),
+ * or q_proj_weight [E, E], k_proj_weight [Ekv, kdim], v_proj_weight [Ekv, vdim] (the one
+ * to use when kdim or vdim differ from E). in_proj_bias [E + 2·Ekv], out_proj_weight
+ * [E, E], out_proj_bias [E]; the biases are required when bias is on, ignored when off. */
+typedef struct fattn_mha_weights {
+  const float *in_proj_weight, *in_proj_bias;
+  const float *q_proj_weight, *k_proj_weight, *v_proj_weight;
+  const float *out_proj_weight, *out_proj_bias;
+} fattn_mha_weights;
+
+FATTN_API fattn_status fattn_mha_create(const fattn_mha_config *cfg, const fattn_mha_weights *w,
+                                        fattn_mha **mha);
+FATTN_API void fattn_mha_destroy(fattn_mha *mha);
+
+/* One forward call. Masks follow nn.MultiheadAttention: U8 is PyTorch's bool,
+ * nonzero = NOT allowed (the opposite of fattn_sdpa's U8 keep-mask); F32 is
+ * added to the scaled scores. */
+typedef struct fattn_mha_args {
+  const float *query; /* (B, Lq, E) or (Lq, B, E) */
+  const float *key;   /* (B, Lk, kdim) or (Lk, B, kdim); the same pointer as query (and
+                         value) for self-attention: projected once */
+  const float *value; /* (B, Lk, vdim) or (Lk, B, vdim) */
+  int64_t batch, q_len, kv_len;
+  const void *key_padding_mask;       /* optional [B, Lk] */
+  fattn_dtype key_padding_mask_dtype; /* U8 or F32 */
+  const void *attn_mask;              /* optional [Lq, Lk], or [B·H, Lq, Lk] */
+  fattn_dtype attn_mask_dtype;        /* U8 or F32 */
+  int attn_mask_per_head;             /* nonzero: attn_mask is [B·H, Lq, Lk] */
+  int is_causal;                      /* query i attends keys j <= i (with the masks) */
+  const uint8_t *head_mask;           /* optional [H]: 0 prunes the head (it costs nothing and
+                                         contributes zeros to the concatenation and the weights) */
+  float *out;                         /* (B, Lq, E) or (Lq, B, E) */
+  float *attn_weights;                /* optional: the softmax, computed only when given (no Lq·Lk
+                                         buffer otherwise); [B, Lq, Lk] averaged over the H heads,
+                                         or [B, H, Lq, Lk] per head */
+  int average_attn_weights;           /* nonzero: averaged (PyTorch's default) */
+} fattn_mha_args;
+
+/* All zero: no masks, no weights (U8 mask dtypes). */
+FATTN_API void fattn_mha_args_init(fattn_mha_args *a);
+
+/* A query row left with no key to attend gives zeros before the output
+ * projection (so out_proj.bias in out) and zero weights; PyTorch gives NaN. */
+FATTN_API fattn_status fattn_mha_forward(fattn_context *ctx /* NULL = default */,
+                                         const fattn_mha *mha, const fattn_mha_args *args);
+
+/* fattn_encoder: nn.TransformerEncoder of nn.TransformerEncoderLayer
+ * (inference: dropout is the identity). Per layer, post-norm (default):
+ *   x = LN1(x + SA(x));  x = LN2(x + FF(x))
+ * norm_first: x = x + SA(LN1(x));  x = x + FF(LN2(x))
+ * with SA the layer's multi-head self-attention and FF linear2(act(linear1)). */
+typedef enum fattn_activation { FATTN_RELU, FATTN_GELU /* exact, erf */ } fattn_activation;
+
+typedef struct fattn_encoder_config {
+  int64_t embed_dim, num_heads;
+  int64_t dim_feedforward;     /* 2048 */
+  fattn_activation activation; /* FATTN_RELU */
+  float layer_norm_eps;        /* 1e-5 */
+  int norm_first;              /* 0 */
+  int batch_first;             /* 0 */
+  int bias;                    /* 1: every linear and layer norm has its bias */
+  int64_t num_layers;          /* 1 */
+} fattn_encoder_config;
+
+/* PyTorch's defaults for the others. */
+FATTN_API void fattn_encoder_config_init(fattn_encoder_config *c, int64_t embed_dim,
+                                         int64_t num_heads);
+
+/* One layer's weights (F32, PyTorch's names and layouts): self_attn as
+ * fattn_mha_weights (in_proj_weight form), linear1 [F, E] + [F], linear2 [E, F] + [E],
+ * norm1 / norm2 weight and bias [E]. */
+typedef struct fattn_encoder_layer_weights {
+  fattn_mha_weights self_attn;
+  const float *linear1_weight, *linear1_bias, *linear2_weight, *linear2_bias;
+  const float *norm1_weight, *norm1_bias, *norm2_weight, *norm2_bias;
+} fattn_encoder_layer_weights;
+
+typedef struct fattn_encoder fattn_encoder;
+
+/* layers: num_layers entries. */
+FATTN_API fattn_status fattn_encoder_create(const fattn_encoder_config *cfg,
+                                            const fattn_encoder_layer_weights *layers,
+                                            fattn_encoder **enc);
+FATTN_API void fattn_encoder_destroy(fattn_encoder *enc);
+
+/* src, out: (B, L, E) or (L, B, E); they may be the same buffer. Masks as in
+ * fattn_mha_args (src_key_padding_mask [B, L]; mask [L, L]). */
+typedef struct fattn_encoder_args {
+  const float *src;
+  int64_t batch, seq_len;
+  const void *src_key_padding_mask;
+  fattn_dtype src_key_padding_mask_dtype;
+  const void *mask;
+  fattn_dtype mask_dtype;
+  int is_causal;
+  float *out;
+} fattn_encoder_args;
+
+FATTN_API void fattn_encoder_args_init(fattn_encoder_args *a);
+FATTN_API fattn_status fattn_encoder_forward(fattn_context *ctx, const fattn_encoder *enc,
+                                             const fattn_encoder_args *args);
+
 #define FATTN_ISA_STRING_MAX 64
 
 typedef struct fattn_runtime_info {

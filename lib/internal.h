@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "fattn.h"
 #include "kernel.h"
@@ -196,6 +197,21 @@ fattn_status fattn__context_resolve(fattn_context *ctx, fattn_context **out);
  * and big enough); returns its index. */
 fattn_status fattn__workspace_acquire(fattn_context *ctx, size_t bytes, int *slot, void **mem);
 void fattn__workspace_release(fattn_context *ctx, int slot);
+/* Gives back what fattn__workspace_acquire returned (frees a one-off buffer). */
+static inline void fattn__workspace_done(fattn_context *ctx, int slot, void *mem) {
+  if (slot < 0)
+    free(mem);
+  else
+    fattn__workspace_release(ctx, slot);
+}
+
+/* ---- layers (gemm.c, mha.c) -------------------------------------------------------- */
+
+/* Y[r·ldy + j] = bias[j] + Σ_p X[r·ldx + p] · W[j·ldw + p] for r < M, j < N,
+ * p < K (bias may be NULL), on the context's kernel table and threads. */
+fattn_status fattn__gemm(fattn_context *c, int64_t M, int64_t N, int64_t K, const float *X,
+                         int64_t ldx, const float *W, int64_t ldw, const float *bias, float *Y,
+                         int64_t ldy);
 
 /* ---- floating-point environment (fpmode.c) -------------------------------------- */
 

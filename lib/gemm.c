@@ -1,0 +1,83 @@
+/* The layers' linear projections, Y = X·Wᵀ + bias, on the fused kernel
+ * tables: X·Wᵀ has the shape of Q·Kᵀ, so a block of X's rows is packed like
+ * Qt (pack_q, scale 1), W's rows are read in place like K (qk broadcasts them),
+ * and the key-major tile St is exactly O transposed, which store_o writes back
+ * row major (with 1 / l = 1). So every ISA's GEMM is its attention kernels,
+ * and a new table brings its GEMM with it.
+ *
+ * Work items are (block of table->mr rows, chunk of GEMM__NCHUNK columns),
+ * in parallel over the context's threads; each packs its rows once and keeps
+ * them in L2 (K·mr floats) while W streams by. */
+#include <string.h>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+#include "internal.h"
+
+#define GEMM__NB 48      /* columns per qk call: St is NB × rows */
+#define GEMM__NCHUNK 192 /* columns per work item */
+
+static int gemm_threads(const fattn_context *c) {
+#if defined(_OPENMP)
+  if (omp_in_parallel()) return 1;
+#endif
+  return c->num_threads;
+}
+
+fattn_status fattn__gemm(fattn_context *c, int64_t M, int64_t N, int64_t K, const float *X,
+                         int64_t ldx, const float *W, int64_t ldw, const float *bias, float *Y,
+                         int64_t ldy) {
+  if (M <= 0 || N <= 0) return FATTN_SUCCESS;
+  const fattn__kernel_table *t = c->table;
+  const int64_t mb = t->mr, nrb = (M + mb - 1) / mb, ncb = (N + GEMM__NCHUNK - 1) / GEMM__NCHUNK;
+  /* per thread: Qt (K × mb), St (NB × mb), ones (mb) */
+  const int64_t per = fattn__ws_piece_bytes(K * mb) + fattn__ws_piece_bytes(GEMM__NB * mb) +
+                      fattn__ws_piece_bytes(mb);
+  int nth = gemm_threads(c);
+  const int64_t items = nrb * ncb;
+  if (items < nth) nth = (int)items;
+  int slot;
+  void *mem;
+  fattn_status st = fattn__workspace_acquire(c, (size_t)(per * nth), &slot, &mem);
+  if (st != FATTN_SUCCESS) return st;
+#pragma omp parallel num_threads(nth) if (nth > 1)
+  {
+    int tid = 0;
+#if defined(_OPENMP)
+    tid = omp_get_thread_num();
+#endif
+    const unsigned fp = fattn__fp_enter();
+    char *base = (char *)mem + (int64_t)tid * per;
+    float *qt = (float *)base;
+    float *s = (float *)(base + fattn__ws_piece_bytes(K * mb));
+    float *ones =
+        (float *)(base + fattn__ws_piece_bytes(K * mb) + fattn__ws_piece_bytes(GEMM__NB * mb));
+    for (int64_t r = 0; r < mb; r++)
+      ones[r] = 1.0f;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t it = 0; it < items; it++) {
+      const int64_t r0 = it / ncb * mb, c0 = it % ncb * GEMM__NCHUNK;
+      const int64_t m = M - r0 < mb ? M - r0 : mb, rp = fattn__round_up(m, t->rw);
+      const int64_t cend = N - c0 < GEMM__NCHUNK ? N : c0 + GEMM__NCHUNK;
+      t->pack_q(m, K, X + r0 * ldx, ldx, 1.0f, qt, rp);
+      for (int64_t p = 0; p < K; p++)
+        for (int64_t r = m; r < rp; r++)
+          qt[p * rp + r] = 0.0f;
+      for (int64_t j0 = c0; j0 < cend; j0 += GEMM__NB) {
+        const int64_t n = cend - j0 < GEMM__NB ? cend - j0 : GEMM__NB;
+        t->qk(rp, n, K, qt, W + j0 * ldw, ldw, 1, s, rp);
+        float *y = Y + r0 * ldy + j0;
+        t->store_o(m, n, s, rp, ones, y, ldy);
+        if (bias)
+          for (int64_t r = 0; r < m; r++)
+            for (int64_t j = 0; j < n; j++)
+              y[r * ldy + j] += bias[j0 + j];
+      }
+    }
+    fattn__fp_leave(fp);
+  }
+  fattn__workspace_done(c, slot, mem);
+  return FATTN_SUCCESS;
+}

@@ -1,0 +1,380 @@
+/* The layers against PyTorch: fattn_mha and fattn_encoder on the reference
+ * vectors in tests/data (written by tests/data/make_mha_vectors.py from
+ * nn.MultiheadAttention / nn.TransformerEncoder, PyTorch 1.13, f32), plus the
+ * properties PyTorch has no layer for (head pruning) and every bad
+ * configuration.
+ *
+ * Tolerance: |fattn − torch| <= TOL_ABS + TOL_REL·|torch| per element, both
+ * sides f32 with sums of at most ~100 products of magnitude ~1 in a different
+ * order (a few 1e-6 expected); the encoder's LayerNorms divide by the rows'
+ * standard deviation, so its bound is looser. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+#define TOL_ABS 2e-5
+#define TOL_REL 2e-5
+#define ENC_TOL_ABS 1e-4
+#define ENC_TOL_REL 1e-4
+
+typedef struct tensor {
+  char name[48];
+  uint32_t dtype, ndim;
+  int64_t dims[4], n;
+  void *data;
+} tensor;
+
+typedef struct vecfile {
+  char name[64];
+  tensor t[64];
+  int count;
+} vecfile;
+
+static int checks;
+
+static int load(const char *name, vecfile *f) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s.fvec", FATTN_TEST_DATA_DIR, name);
+  snprintf(f->name, sizeof f->name, "%s", name);
+  FILE *fp = fopen(path, "rb");
+  if (!fp) {
+    fprintf(stderr, "FAIL cannot open %s\n", path);
+    return 0;
+  }
+  char magic[4];
+  uint32_t hdr[2];
+  int ok = fread(magic, 1, 4, fp) == 4 && memcmp(magic, "FVEC", 4) == 0 &&
+           fread(hdr, 4, 2, fp) == 2 && hdr[0] == 1 && hdr[1] <= 64;
+  f->count = ok ? (int)hdr[1] : 0;
+  for (int i = 0; ok && i < f->count; i++) {
+    tensor *t = &f->t[i];
+    uint32_t dt[2];
+    ok = fread(t->name, 1, 48, fp) == 48 && fread(dt, 4, 2, fp) == 2 &&
+         fread(t->dims, 8, 4, fp) == 4;
+    t->name[47] = 0;
+    t->dtype = dt[0], t->ndim = dt[1];
+    t->n = t->dims[0] * t->dims[1] * t->dims[2] * t->dims[3];
+    const size_t es = t->dtype == 1 ? 1 : 4;
+    t->data = ok ? malloc((size_t)t->n * es) : NULL;
+    ok = ok && t->data && fread(t->data, es, (size_t)t->n, fp) == (size_t)t->n;
+  }
+  fclose(fp);
+  EXPECT(ok, "%s: unreadable", path);
+  return ok;
+}
+
+static void unload(vecfile *f) {
+  for (int i = 0; i < f->count; i++)
+    free(f->t[i].data);
+}
+
+static tensor *get(vecfile *f, const char *name) {
+  for (int i = 0; i < f->count; i++)
+    if (!strcmp(f->t[i].name, name)) return &f->t[i];
+  return NULL;
+}
+static const float *getf(vecfile *f, const char *name) {
+  tensor *t = get(f, name);
+  return t ? t->data : NULL;
+}
+static int64_t cfg(vecfile *f, const char *name) {
+  char key[64];
+  snprintf(key, sizeof key, "cfg_%s", name);
+  const float *v = getf(f, key);
+  return v ? (int64_t)v[0] : -1;
+}
+
+/* max over elements of |a − r| / (abs + rel·|r|): <= 1 passes */
+static double compare(const float *a, const float *r, int64_t n, double abs_tol, double rel_tol) {
+  double worst = 0;
+  for (int64_t i = 0; i < n; i++) {
+    const double e = fabs((double)a[i] - r[i]) / (abs_tol + rel_tol * fabs(r[i]));
+    if (!(e <= worst)) worst = e; /* NaN sticks */
+  }
+  return worst;
+}
+
+static fattn_mha *make_mha(vecfile *f) {
+  fattn_mha_config c;
+  fattn_mha_config_init(&c, cfg(f, "embed_dim"), cfg(f, "num_heads"));
+  c.num_kv_heads = cfg(f, "num_kv_heads");
+  c.kdim = cfg(f, "kdim");
+  c.vdim = cfg(f, "vdim");
+  c.bias = (int)cfg(f, "bias");
+  c.batch_first = (int)cfg(f, "batch_first");
+  fattn_mha_weights w = {0};
+  w.in_proj_weight = getf(f, "in_proj_weight");
+  w.q_proj_weight = getf(f, "q_proj_weight");
+  w.k_proj_weight = getf(f, "k_proj_weight");
+  w.v_proj_weight = getf(f, "v_proj_weight");
+  w.in_proj_bias = getf(f, "in_proj_bias");
+  w.out_proj_weight = getf(f, "out_proj.weight");
+  w.out_proj_bias = getf(f, "out_proj.bias");
+  fattn_mha *m = NULL;
+  EXPECT(fattn_mha_create(&c, &w, &m) == FATTN_SUCCESS, "%s: create: %s", f->name,
+         fattn_last_error());
+  return m;
+}
+
+static void mha_args(vecfile *f, fattn_mha_args *a, float *out, float *weights) {
+  fattn_mha_args_init(a);
+  a->query = getf(f, "query");
+  /* self-attention: the same buffer, as PyTorch callers pass it */
+  a->key = cfg(f, "self_attn") ? a->query : getf(f, "key");
+  a->value = cfg(f, "self_attn") ? a->query : getf(f, "value");
+  a->batch = cfg(f, "batch");
+  a->q_len = cfg(f, "q_len");
+  a->kv_len = cfg(f, "kv_len");
+  tensor *kp = get(f, "key_padding_mask"), *am = get(f, "attn_mask");
+  if (kp)
+    a->key_padding_mask = kp->data, a->key_padding_mask_dtype = kp->dtype ? FATTN_U8 : FATTN_F32;
+  if (am) {
+    a->attn_mask = am->data;
+    a->attn_mask_dtype = am->dtype ? FATTN_U8 : FATTN_F32;
+    a->attn_mask_per_head = am->ndim == 3;
+  }
+  a->is_causal = (int)cfg(f, "is_causal");
+  a->out = out;
+  a->attn_weights = weights;
+  a->average_attn_weights = (int)cfg(f, "average");
+}
+
+static void test_mha_file(const char *name, fattn_context *ctx) {
+  vecfile f;
+  if (!load(name, &f)) return;
+  fattn_mha *m = make_mha(&f);
+  tensor *ro = get(&f, "out"), *rw = get(&f, "attn_weights");
+  float *out = calloc((size_t)ro->n, sizeof(float));
+  float *w = rw ? calloc((size_t)rw->n, sizeof(float)) : NULL;
+  fattn_mha_args a;
+  mha_args(&f, &a, out, w);
+  const fattn_status st = m ? fattn_mha_forward(ctx, m, &a) : FATTN_ERROR_INVALID_ARGUMENT;
+  EXPECT(st == FATTN_SUCCESS, "%s: forward: %s", name, fattn_last_error());
+  const double eo = compare(out, ro->data, ro->n, TOL_ABS, TOL_REL);
+  const double ew = rw ? compare(w, rw->data, rw->n, TOL_ABS, TOL_REL) : 0;
+  EXPECT(eo <= 1 && ew <= 1, "%s: out err/tol %.3g, weights err/tol %.3g", name, eo, ew);
+  printf("%-36s out err/tol %.3f%s", name, eo, rw ? "" : "\n");
+  if (rw) printf("  weights (%s) err/tol %.3f\n", a.average_attn_weights ? "avg" : "per head", ew);
+  checks++;
+  free(out);
+  free(w);
+  fattn_mha_destroy(m);
+  unload(&f);
+}
+
+static void test_encoder_file(const char *name, fattn_context *ctx) {
+  vecfile f;
+  if (!load(name, &f)) return;
+  fattn_encoder_config c;
+  fattn_encoder_config_init(&c, cfg(&f, "embed_dim"), cfg(&f, "num_heads"));
+  c.dim_feedforward = cfg(&f, "dim_feedforward");
+  c.num_layers = cfg(&f, "layers");
+  c.norm_first = (int)cfg(&f, "norm_first");
+  c.activation = cfg(&f, "gelu") ? FATTN_GELU : FATTN_RELU;
+  c.batch_first = (int)cfg(&f, "batch_first");
+  fattn_encoder_layer_weights lw[4];
+  memset(lw, 0, sizeof lw);
+  for (int64_t i = 0; i < c.num_layers && i < 4; i++) {
+    char k[96];
+#define W(field, suffix)                                                                           \
+  (snprintf(k, sizeof k, "layers.%lld.%s", (long long)i, suffix), lw[i].field = getf(&f, k))
+    W(self_attn.in_proj_weight, "self_attn.in_proj_weight");
+    W(self_attn.in_proj_bias, "self_attn.in_proj_bias");
+    W(self_attn.out_proj_weight, "self_attn.out_proj.weight");
+    W(self_attn.out_proj_bias, "self_attn.out_proj.bias");
+    W(linear1_weight, "linear1.weight");
+    W(linear1_bias, "linear1.bias");
+    W(linear2_weight, "linear2.weight");
+    W(linear2_bias, "linear2.bias");
+    W(norm1_weight, "norm1.weight");
+    W(norm1_bias, "norm1.bias");
+    W(norm2_weight, "norm2.weight");
+    W(norm2_bias, "norm2.bias");
+#undef W
+  }
+  fattn_encoder *enc = NULL;
+  EXPECT(fattn_encoder_create(&c, lw, &enc) == FATTN_SUCCESS, "%s: create: %s", name,
+         fattn_last_error());
+  tensor *ro = get(&f, "out"), *kp = get(&f, "src_key_padding_mask");
+  float *out = calloc((size_t)ro->n, sizeof(float));
+  fattn_encoder_args a;
+  fattn_encoder_args_init(&a);
+  a.src = getf(&f, "src");
+  a.batch = cfg(&f, "batch");
+  a.seq_len = cfg(&f, "seq_len");
+  if (kp) a.src_key_padding_mask = kp->data;
+  a.is_causal = (int)cfg(&f, "is_causal");
+  a.out = out;
+  EXPECT(enc && fattn_encoder_forward(ctx, enc, &a) == FATTN_SUCCESS, "%s: forward: %s", name,
+         fattn_last_error());
+  const double e = compare(out, ro->data, ro->n, ENC_TOL_ABS, ENC_TOL_REL);
+  EXPECT(e <= 1, "%s: out err/tol %.3g", name, e);
+  printf("%-36s out err/tol %.3f\n", name, e);
+  checks++;
+  free(out);
+  fattn_encoder_destroy(enc);
+  unload(&f);
+}
+
+/* A pruned head contributes zeros: the same bits as zeroing its columns of
+ * out_proj.weight; its per-head weights are 0 and the others unchanged. */
+static void test_head_mask(fattn_context *ctx) {
+  vecfile f;
+  if (!load("mha_self_seqfirst_perhead", &f)) return;
+  const int64_t E = cfg(&f, "embed_dim"), H = cfg(&f, "num_heads"), hd = E / H;
+  tensor *ro = get(&f, "out"), *rw = get(&f, "attn_weights");
+  float *o1 = calloc((size_t)ro->n, 4), *o2 = calloc((size_t)ro->n, 4);
+  float *w1 = calloc((size_t)rw->n, 4), *w2 = calloc((size_t)rw->n, 4);
+  fattn_mha *m = make_mha(&f);
+  const uint8_t keep[] = {1, 0, 1, 1};
+  fattn_mha_args a;
+  mha_args(&f, &a, o1, w1);
+  a.head_mask = keep;
+  EXPECT(m && fattn_mha_forward(ctx, m, &a) == FATTN_SUCCESS, "pruned: %s", fattn_last_error());
+  float *wo = (float *)getf(&f, "out_proj.weight");
+  for (int64_t r = 0; r < E; r++)
+    memset(wo + r * E + 1 * hd, 0, (size_t)hd * 4);
+  fattn_mha *m0 = make_mha(&f);
+  mha_args(&f, &a, o2, w2);
+  EXPECT(m0 && fattn_mha_forward(ctx, m0, &a) == FATTN_SUCCESS, "zeroed: %s", fattn_last_error());
+  EXPECT(memcmp(o1, o2, (size_t)ro->n * 4) == 0, "pruned head 1 != zeroed out_proj columns");
+  const int64_t B = cfg(&f, "batch"), per = rw->n / (B * H);
+  int wok = 1;
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t h = 0; h < H; h++)
+      for (int64_t x = 0; x < per; x++) {
+        const int64_t i = (b * H + h) * per + x;
+        wok &= h == 1 ? w1[i] == 0.0f : w1[i] == w2[i];
+      }
+  EXPECT(wok, "pruned head's weights are not 0, or others changed");
+  checks += 2;
+  printf("head_mask: pruned head == zeroed out_proj columns (bitwise), weights 0\n");
+  free(o1), free(o2), free(w1), free(w2);
+  fattn_mha_destroy(m);
+  fattn_mha_destroy(m0);
+  unload(&f);
+}
+
+/* Every bad configuration and argument: a status, a message, out untouched. */
+static void test_bad(fattn_context *ctx) {
+  float wbuf[3 * 16 * 16] = {0}, bbuf[3 * 16] = {0};
+  fattn_mha_weights w = {0};
+  w.in_proj_weight = wbuf, w.in_proj_bias = bbuf, w.out_proj_weight = wbuf, w.out_proj_bias = bbuf;
+  fattn_mha_config c;
+  fattn_mha *m = NULL;
+  struct {
+    int64_t E, H, Hkv, kdim;
+    int bias_missing;
+    fattn_status want;
+    const char *what;
+  } bad[] = {{10, 3, 0, 0, 0, FATTN_ERROR_INVALID_ARGUMENT, "embed_dim not divisible"},
+             {0, 1, 0, 0, 0, FATTN_ERROR_INVALID_ARGUMENT, "embed_dim 0"},
+             {16, -2, 0, 0, 0, FATTN_ERROR_INVALID_ARGUMENT, "num_heads negative"},
+             {16, 4, 3, 0, 0, FATTN_ERROR_INVALID_ARGUMENT, "num_kv_heads not dividing"},
+             {16, 4, 0, 7, 0, FATTN_ERROR_INVALID_ARGUMENT, "in_proj with kdim != E"},
+             {16, 4, 0, 0, 1, FATTN_ERROR_INVALID_ARGUMENT, "bias on, no bias given"},
+             {(int64_t)1 << 40, 1, 0, 0, 0, FATTN_ERROR_OVERFLOW, "huge embed_dim"}};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    fattn_mha_config_init(&c, bad[i].E, bad[i].H);
+    c.num_kv_heads = bad[i].Hkv;
+    c.kdim = bad[i].kdim;
+    fattn_mha_weights wi = w;
+    if (bad[i].bias_missing) wi.out_proj_bias = NULL;
+    const fattn_status st = fattn_mha_create(&c, &wi, &m);
+    EXPECT(st == bad[i].want && m == NULL && fattn_last_error()[0], "%s: %s", bad[i].what,
+           fattn_status_string(st));
+    printf("bad config %-28s -> %s\n", bad[i].what, fattn_last_error());
+    checks++;
+  }
+  fattn_mha_config_init(&c, 16, 4);
+  EXPECT(fattn_mha_create(&c, NULL, &m) == FATTN_ERROR_INVALID_ARGUMENT, "NULL weights");
+  fattn_mha_weights none = {0};
+  EXPECT(fattn_mha_create(&c, &none, &m) == FATTN_ERROR_INVALID_ARGUMENT, "no weights");
+  EXPECT(fattn_mha_create(&c, &w, &m) == FATTN_SUCCESS, "good config: %s", fattn_last_error());
+  checks += 3;
+  /* forward: bad arguments leave out alone */
+  float x[2 * 3 * 16], out[2 * 3 * 16];
+  for (int i = 0; i < 2 * 3 * 16; i++)
+    x[i] = 0.1f * (float)i, out[i] = 777.0f;
+  fattn_mha_args a;
+  struct {
+    int what;
+    fattn_status want;
+    const char *name;
+  } fb[] = {{0, FATTN_ERROR_INVALID_ARGUMENT, "batch 0"},
+            {1, FATTN_ERROR_INVALID_ARGUMENT, "NULL key"},
+            {2, FATTN_ERROR_UNSUPPORTED, "F16 mask"},
+            {3, FATTN_ERROR_OVERFLOW, "huge q_len"}};
+  for (size_t i = 0; i < sizeof fb / sizeof fb[0]; i++) {
+    fattn_mha_args_init(&a);
+    a.query = a.key = a.value = x, a.out = out, a.batch = 2, a.q_len = a.kv_len = 3;
+    if (fb[i].what == 0) a.batch = 0;
+    if (fb[i].what == 1) a.key = NULL;
+    if (fb[i].what == 2) a.attn_mask = x, a.attn_mask_dtype = FATTN_F16;
+    if (fb[i].what == 3) a.q_len = a.kv_len = (int64_t)1 << 60;
+    const fattn_status st = fattn_mha_forward(ctx, m, &a);
+    int untouched = 1;
+    for (int k = 0; k < 2 * 3 * 16; k++)
+      untouched &= out[k] == 777.0f;
+    EXPECT(st == fb[i].want && untouched, "forward %s: %s, out untouched %d", fb[i].name,
+           fattn_status_string(st), untouched);
+    printf("bad forward %-27s -> %s\n", fb[i].name, fattn_last_error());
+    checks++;
+  }
+  fattn_mha_destroy(m);
+  fattn_encoder_config ec;
+  fattn_encoder_config_init(&ec, 16, 4);
+  ec.dim_feedforward = 0;
+  fattn_encoder *enc = NULL;
+  fattn_encoder_layer_weights lw = {0};
+  EXPECT(fattn_encoder_create(&ec, &lw, &enc) == FATTN_ERROR_INVALID_ARGUMENT && !enc,
+         "dim_feedforward 0");
+  fattn_encoder_config_init(&ec, 16, 4);
+  EXPECT(fattn_encoder_create(&ec, &lw, &enc) == FATTN_ERROR_INVALID_ARGUMENT && !enc,
+         "missing encoder weights");
+  printf("bad encoder -> %s\n", fattn_last_error());
+  checks += 2;
+}
+
+int main(void) {
+  static const char *mha_files[] = {"mha_self",
+                                    "mha_self_seqfirst_perhead",
+                                    "mha_causal",
+                                    "mha_cross_kdim_vdim",
+                                    "mha_cross_kdim_vdim_seqfirst",
+                                    "mha_key_padding_bool",
+                                    "mha_key_padding_float",
+                                    "mha_attn_mask_float",
+                                    "mha_attn_mask_bool_and_padding",
+                                    "mha_attn_mask_3d_float",
+                                    "mha_nobias_seqfirst",
+                                    "mha_no_weights",
+                                    "mha_gqa"};
+  static const char *enc_files[] = {"encoder_post_relu", "encoder_pre_gelu_seqfirst_causal",
+                                    "encoder_stack2_post", "encoder_stack2_pre"};
+  /* every table this machine runs, each on 1 and 2 threads */
+  static const fattn_backend isas[] = {FATTN_BACKEND_SCALAR, FATTN_BACKEND_AVX2,
+                                       FATTN_BACKEND_AVX512, FATTN_BACKEND_NEON};
+  for (size_t k = 0; k < sizeof isas / sizeof isas[0]; k++)
+    for (int nt = 1; nt <= 2; nt++) {
+      fattn_context_options o;
+      fattn_context_options_init(&o);
+      o.isa_cap = isas[k];
+      o.num_threads = nt;
+      fattn_context *ctx = NULL;
+      if (fattn_context_create(&o, &ctx) != FATTN_SUCCESS) continue;
+      printf("== %s, %d thread%s\n", fattn_backend_name(isas[k]), nt, nt > 1 ? "s" : "");
+      for (size_t i = 0; i < sizeof mha_files / sizeof mha_files[0]; i++)
+        test_mha_file(mha_files[i], ctx);
+      for (size_t i = 0; i < sizeof enc_files / sizeof enc_files[0]; i++)
+        test_encoder_file(enc_files[i], ctx);
+      test_head_mask(ctx);
+      if (k == 0 && nt == 1) test_bad(ctx);
+      fattn_context_destroy(ctx);
+    }
+  printf("%d passed, %d failed\n", checks - g_failures, g_failures);
+  return g_failures != 0;
+}
