@@ -28,6 +28,7 @@
 #include "half.h"
 #include "gbench_shim.h"
 #include "bench_ukernel.h"
+#include "bench_layers.h"
 #include "peak.h"
 
 #ifndef FATTN_GIT_COMMIT
@@ -439,6 +440,9 @@ int main(int argc, char **argv) {
   g_peak1[1] = peak_fma_gflops("avx2", 1);
   g_peak1[2] = peak_fma_gflops("avx512bf16", 1);
   if (!backend_list) register_ukernels(peak_of);
+  /* the layers (and their GEMMs against oneDNN's matmul): by default, or with --backend layers */
+  if (!backend_list || in_list(backend_list, "layers"))
+    register_layers(threads, nthreads, info.isa_selected);
   for (int si = 0; si < nshapes; si++)
     for (size_t bi = 0; bi < sizeof order / sizeof order[0]; bi++) {
       const fattn_backend be = order[bi];
