@@ -5,9 +5,12 @@
  * row major (with 1 / l = 1). So every ISA's GEMM is its attention kernels,
  * and a new table brings its GEMM with it.
  *
- * Work items are (block of table->mr rows, chunk of GEMM__NCHUNK columns),
- * in parallel over the context's threads; each packs its rows once and keeps
- * them in L2 (K·mr floats) while W streams by. */
+ * Work items are (block of table->mr rows, chunk of columns), in parallel
+ * over the context's threads; each packs its rows once and keeps them in L2
+ * (K·mr floats) while W streams by. Chunks are as wide as the thread count
+ * allows (all N when there are 4 row blocks per thread): the packing is then
+ * done once per row block. Measured on BERT's QKV projection (2048 × 2304 ×
+ * 768, 1 thread): 192-column chunks 206 GFLOP/s, 576 213, all 2304 221. */
 #include <string.h>
 
 #if defined(_OPENMP)
@@ -16,8 +19,7 @@
 
 #include "internal.h"
 
-#define GEMM__NB 48      /* columns per qk call: St is NB × rows */
-#define GEMM__NCHUNK 192 /* columns per work item */
+#define GEMM__NB 48 /* columns per qk call: St is NB × rows */
 
 static int gemm_threads(const fattn_context *c) {
 #if defined(_OPENMP)
@@ -31,11 +33,16 @@ fattn_status fattn__gemm(fattn_context *c, int64_t M, int64_t N, int64_t K, cons
                          int64_t ldy) {
   if (M <= 0 || N <= 0) return FATTN_SUCCESS;
   const fattn__kernel_table *t = c->table;
-  const int64_t mb = t->mr, nrb = (M + mb - 1) / mb, ncb = (N + GEMM__NCHUNK - 1) / GEMM__NCHUNK;
+  const int64_t mb = t->mr, nrb = (M + mb - 1) / mb, nnb = (N + GEMM__NB - 1) / GEMM__NB;
+  int nth = gemm_threads(c);
+  /* column chunks: enough for 4 items per thread, whole NB blocks */
+  int64_t ncb = (4 * (int64_t)nth + nrb - 1) / nrb;
+  if (ncb > nnb) ncb = nnb;
+  const int64_t chunk = (nnb + ncb - 1) / ncb * GEMM__NB;
+  ncb = (N + chunk - 1) / chunk;
   /* per thread: Qt (K × mb), St (NB × mb), ones (mb) */
   const int64_t per = fattn__ws_piece_bytes(K * mb) + fattn__ws_piece_bytes(GEMM__NB * mb) +
                       fattn__ws_piece_bytes(mb);
-  int nth = gemm_threads(c);
   const int64_t items = nrb * ncb;
   if (items < nth) nth = (int)items;
   int slot;
@@ -58,9 +65,9 @@ fattn_status fattn__gemm(fattn_context *c, int64_t M, int64_t N, int64_t K, cons
       ones[r] = 1.0f;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < items; it++) {
-      const int64_t r0 = it / ncb * mb, c0 = it % ncb * GEMM__NCHUNK;
+      const int64_t r0 = it / ncb * mb, c0 = it % ncb * chunk;
       const int64_t m = M - r0 < mb ? M - r0 : mb, rp = fattn__round_up(m, t->rw);
-      const int64_t cend = N - c0 < GEMM__NCHUNK ? N : c0 + GEMM__NCHUNK;
+      const int64_t cend = N - c0 < chunk ? N : c0 + chunk;
       t->pack_q(m, K, X + r0 * ldx, ldx, 1.0f, qt, rp);
       for (int64_t p = 0; p < K; p++)
         for (int64_t r = m; r < rp; r++)

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "internal.h"
 
 #define TOL_ABS 2e-5
 #define TOL_REL 2e-5
@@ -258,6 +259,54 @@ static void test_head_mask(fattn_context *ctx) {
   unload(&f);
 }
 
+/* The projections' GEMM (lib/gemm.c) against double precision across its
+ * edges: rows around the table's row block, columns around the 48-column
+ * block and the chunks the thread count makes, reductions of 1 to 129, with
+ * and without bias, row strides wider than the rows; guard values around Y. */
+static void test_gemm(fattn_context *ctx, const char *name) {
+  static const int64_t Ms[] = {1, 17, 63, 65, 130}, Ns[] = {1, 47, 49, 200}, Ks[] = {1, 5, 129};
+  uint64_t s = 3;
+  double worst = 0;
+  int n = 0, guards = 1;
+  for (size_t a = 0; a < 5; a++)
+    for (size_t b = 0; b < 4; b++)
+      for (size_t k = 0; k < 3; k++) {
+        const int64_t M = Ms[a], N = Ns[b], K = Ks[k], ldx = K + 3, ldw = K + 1, ldy = N + 2;
+        float *X = malloc((size_t)(M * ldx) * 4), *W = malloc((size_t)(N * ldw) * 4);
+        float *bias = malloc((size_t)N * 4), *Y = malloc((size_t)(M * ldy + 2) * 4);
+        for (int64_t i = 0; i < M * ldx; i++)
+          X[i] = (float)(2 * rng_uniform(&s) - 1);
+        for (int64_t i = 0; i < N * ldw; i++)
+          W[i] = (float)(2 * rng_uniform(&s) - 1);
+        for (int64_t i = 0; i < N; i++)
+          bias[i] = (float)(2 * rng_uniform(&s) - 1);
+        for (int64_t i = 0; i < M * ldy + 2; i++)
+          Y[i] = 555.0f;
+        const float *bp = (a + b + k) % 2 ? bias : NULL;
+        EXPECT(fattn__gemm(ctx, M, N, K, X, ldx, W, ldw, bp, Y + 1, ldy) == FATTN_SUCCESS, "gemm");
+        for (int64_t r = 0; r < M; r++)
+          for (int64_t j = 0; j < ldy; j++) {
+            const float y = Y[1 + r * ldy + j];
+            if (j >= N) {
+              guards &= y == 555.0f;
+              continue;
+            }
+            double ref = bp ? bp[j] : 0, mag = bp ? fabs(bp[j]) : 0;
+            for (int64_t p = 0; p < K; p++)
+              ref += (double)X[r * ldx + p] * W[j * ldw + p],
+                  mag += fabs((double)X[r * ldx + p] * W[j * ldw + p]);
+            const double e = fabs(y - ref) / ((double)(K + 2) * 1.2e-7 * mag + 1e-30);
+            if (!(e <= worst)) worst = e;
+          }
+        guards &= Y[0] == 555.0f && Y[1 + M * ldy] == 555.0f;
+        free(X), free(W), free(bias), free(Y);
+        n++;
+      }
+  EXPECT(worst <= 1 && guards, "%s gemm: err/bound %.3g, guards %d", name, worst, guards);
+  printf("gemm: %d shapes, err/bound %.3f, guards intact %d\n", n, worst, guards);
+  checks++;
+}
+
 /* Every bad configuration and argument: a status, a message, out untouched. */
 static void test_bad(fattn_context *ctx) {
   float wbuf[3 * 16 * 16] = {0}, bbuf[3 * 16] = {0};
@@ -372,6 +421,7 @@ int main(void) {
       for (size_t i = 0; i < sizeof enc_files / sizeof enc_files[0]; i++)
         test_encoder_file(enc_files[i], ctx);
       test_head_mask(ctx);
+      test_gemm(ctx, fattn_backend_name(isas[k]));
       if (k == 0 && nt == 1) test_bad(ctx);
       fattn_context_destroy(ctx);
     }
