@@ -5,7 +5,20 @@
 #include <math.h>
 #include <string.h>
 
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
 #include "internal.h"
+
+/* Threads for the row-wise passes: the context's, unless inside the caller's
+ * own parallel region, and one for small passes. */
+static int row_threads(const fattn_context *c, int64_t elems) {
+#if defined(_OPENMP)
+  if (omp_in_parallel()) return 1;
+#endif
+  return elems < 65536 ? 1 : c->num_threads;
+}
 
 typedef struct enc_layer {
   fattn_mha *attn;
@@ -123,8 +136,9 @@ fattn_status fattn_encoder_create(const fattn_encoder_config *cfg,
 }
 
 /* y = LayerNorm(x (+ r)) row by row (two passes, in double); y may be x. */
-static void add_norm(int64_t rows, int64_t E, float *x, const float *r, const float *w,
+static void add_norm(int nth, int64_t rows, int64_t E, float *x, const float *r, const float *w,
                      const float *b, float eps, float *y) {
+#pragma omp parallel for num_threads(nth) if (nth > 1) schedule(static)
   for (int64_t i = 0; i < rows; i++) {
     float *xr = x + i * E, *yr = y + i * E;
     if (r)
@@ -142,11 +156,13 @@ static void add_norm(int64_t rows, int64_t E, float *x, const float *r, const fl
   }
 }
 
-static void activate(int64_t n, float *x, fattn_activation act) {
+static void activate(int nth, int64_t n, float *x, fattn_activation act) {
   if (act == FATTN_RELU) {
+#pragma omp parallel for num_threads(nth) if (nth > 1) schedule(static)
     for (int64_t i = 0; i < n; i++)
       x[i] = x[i] > 0.0f ? x[i] : 0.0f;
   } else { /* exact GELU: x · Φ(x) */
+#pragma omp parallel for num_threads(nth) if (nth > 1) schedule(static)
     for (int64_t i = 0; i < n; i++)
       x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
   }
@@ -183,6 +199,7 @@ fattn_status fattn_encoder_forward(fattn_context *ctx, const fattn_encoder *enc,
   float *t = (float *)((char *)y + fattn__ws_piece_bytes(rows * E));
   float *h = (float *)((char *)t + fattn__ws_piece_bytes(rows * E));
   memcpy(x, a->src, (size_t)(rows * E) * sizeof(float));
+  const int nth_e = row_threads(c, rows * E);
   fattn_mha_args ma;
   fattn_mha_args_init(&ma);
   ma.batch = a->batch, ma.q_len = ma.kv_len = a->seq_len;
@@ -196,28 +213,30 @@ fattn_status fattn_encoder_forward(fattn_context *ctx, const fattn_encoder *enc,
     const enc_layer *l = &enc->layers[i];
     const float *sa_in = x;
     if (cfg->norm_first) { /* x = x + SA(LN1(x)) */
-      add_norm(rows, E, x, NULL, l->n1w, l->n1b, cfg->layer_norm_eps, y);
+      add_norm(nth_e, rows, E, x, NULL, l->n1w, l->n1b, cfg->layer_norm_eps, y);
       sa_in = y;
     }
     ma.query = ma.key = ma.value = sa_in;
     if ((st = fattn_mha_forward(c, l->attn, &ma)) != FATTN_SUCCESS) break;
     const float *ff_in = x;
     if (cfg->norm_first) {
+#pragma omp parallel for num_threads(nth_e) if (nth_e > 1) schedule(static)
       for (int64_t e = 0; e < rows * E; e++)
         x[e] += t[e];
-      add_norm(rows, E, x, NULL, l->n2w, l->n2b, cfg->layer_norm_eps, y);
+      add_norm(nth_e, rows, E, x, NULL, l->n2w, l->n2b, cfg->layer_norm_eps, y);
       ff_in = y;
     } else { /* x = LN1(x + SA(x)) */
-      add_norm(rows, E, x, t, l->n1w, l->n1b, cfg->layer_norm_eps, x);
+      add_norm(nth_e, rows, E, x, t, l->n1w, l->n1b, cfg->layer_norm_eps, x);
     }
     if ((st = fattn__gemm(c, rows, F, E, ff_in, E, l->w1, E, l->b1, h, F)) != FATTN_SUCCESS) break;
-    activate(rows * F, h, cfg->activation);
+    activate(row_threads(c, rows * F), rows * F, h, cfg->activation);
     if ((st = fattn__gemm(c, rows, E, F, h, F, l->w2, F, l->b2, t, E)) != FATTN_SUCCESS) break;
     if (cfg->norm_first)
+#pragma omp parallel for num_threads(nth_e) if (nth_e > 1) schedule(static)
       for (int64_t e = 0; e < rows * E; e++)
         x[e] += t[e];
     else /* x = LN2(x + FF(x)) */
-      add_norm(rows, E, x, t, l->n2w, l->n2b, cfg->layer_norm_eps, x);
+      add_norm(nth_e, rows, E, x, t, l->n2w, l->n2b, cfg->layer_norm_eps, x);
   }
   if (st == FATTN_SUCCESS) memcpy(a->out, x, (size_t)(rows * E) * sizeof(float));
   fattn__workspace_done(c, slot, mem);
