@@ -29,11 +29,10 @@ typedef struct gemm_shape {
   int64_t M, N, K;
 } gemm_shape;
 
-static const gemm_shape GEMMS[] = {{"BERT-qkv", 2048, 2304, 768},
-                                   {"BERT-out", 2048, 768, 768},
-                                   {"BERT-ffn1", 2048, 3072, 768},
-                                   {"BERT-ffn2", 2048, 768, 3072},
-                                   {"S64-qkv", 64, 1536, 512}};
+static const gemm_shape GEMMS[] = {{"BERT-qkv", 2048, 2304, 768},  {"BERT-out", 2048, 768, 768},
+                                   {"BERT-ffn1", 2048, 3072, 768}, {"BERT-ffn2", 2048, 768, 3072},
+                                   {"S64-qkv", 64, 1536, 512},     {"S64-out", 64, 512, 512},
+                                   {"S64-ffn1", 64, 2048, 512},    {"S64-ffn2", 64, 512, 2048}};
 #define NGEMM (int)(sizeof GEMMS / sizeof GEMMS[0])
 
 typedef struct layer_shape {
@@ -76,7 +75,8 @@ static fattn_context *make_ctx(const job *j) {
 
 static double layer_flops(const layer_shape *s, int encoder) {
   const double M = (double)(s->B * s->L), E = (double)s->E;
-  double f = 2 * M * E * 3 * E + 2 * M * E * E + 4.0 * (double)s->B * (double)s->L * (double)s->L * E;
+  double f =
+      2 * M * E * 3 * E + 2 * M * E * E + 4.0 * (double)s->B * (double)s->L * (double)s->L * E;
   if (encoder) f += 2 * 2 * M * E * (double)s->F;
   return f;
 }
@@ -112,19 +112,21 @@ static void run_onednn(gb_state *st, const job *j, const float *X, const float *
        dnnl_memory_create(&wpm, &wprim, eng, DNNL_MEMORY_ALLOCATE) == dnnl_success &&
        dnnl_memory_create(&bm, &bmd, eng, (void *)bias) == dnnl_success &&
        dnnl_memory_create(&ym, &ymd, eng, Y) == dnnl_success;
-  ok = ok && dnnl_reorder_primitive_desc_create(&rpd, &wmd, eng, &wprim, eng, NULL) == dnnl_success &&
+  ok = ok &&
+       dnnl_reorder_primitive_desc_create(&rpd, &wmd, eng, &wprim, eng, NULL) == dnnl_success &&
        dnnl_primitive_create(&ro, rpd) == dnnl_success;
   if (ok) {
     dnnl_exec_arg_t ra[] = {{DNNL_ARG_FROM, wm}, {DNNL_ARG_TO, wpm}};
-    ok = dnnl_primitive_execute(ro, strm, 2, ra) == dnnl_success && dnnl_stream_wait(strm) == dnnl_success;
+    ok = dnnl_primitive_execute(ro, strm, 2, ra) == dnnl_success &&
+         dnnl_stream_wait(strm) == dnnl_success;
   }
   if (!ok) {
     gb_skip(st, "oneDNN matmul setup failed");
   } else {
     const char *impl = NULL;
     dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
-    dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, wpm}, {DNNL_ARG_BIAS, bm},
-                              {DNNL_ARG_DST, ym}};
+    dnnl_exec_arg_t args[] = {
+        {DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, wpm}, {DNNL_ARG_BIAS, bm}, {DNNL_ARG_DST, ym}};
 #if defined(_OPENMP)
     omp_set_num_threads(j->threads);
 #endif

@@ -98,7 +98,7 @@ static double compare(const float *a, const float *r, int64_t n, double abs_tol,
   return worst;
 }
 
-static fattn_mha *make_mha(vecfile *f) {
+static fattn_status create_mha(vecfile *f, fattn_mha **m) {
   fattn_mha_config c;
   fattn_mha_config_init(&c, cfg(f, "embed_dim"), cfg(f, "num_heads"));
   c.num_kv_heads = cfg(f, "num_kv_heads");
@@ -114,9 +114,13 @@ static fattn_mha *make_mha(vecfile *f) {
   w.in_proj_bias = getf(f, "in_proj_bias");
   w.out_proj_weight = getf(f, "out_proj.weight");
   w.out_proj_bias = getf(f, "out_proj.bias");
-  fattn_mha *m = NULL;
-  EXPECT(fattn_mha_create(&c, &w, &m) == FATTN_SUCCESS, "%s: create: %s", f->name,
-         fattn_last_error());
+  *m = NULL;
+  return fattn_mha_create(&c, &w, m);
+}
+
+static fattn_mha *make_mha(vecfile *f) {
+  fattn_mha *m;
+  EXPECT(create_mha(f, &m) == FATTN_SUCCESS, "%s: create: %s", f->name, fattn_last_error());
   return m;
 }
 
@@ -143,6 +147,18 @@ static void mha_args(vecfile *f, fattn_mha_args *a, float *out, float *weights) 
   a->average_attn_weights = (int)cfg(f, "average");
 }
 
+/* Creates the file's layer, runs it into out / w, destroys it. */
+static fattn_status run_mha(vecfile *f, fattn_context *ctx, float *out, float *w) {
+  fattn_mha *m;
+  fattn_status st = create_mha(f, &m);
+  if (st != FATTN_SUCCESS) return st;
+  fattn_mha_args a;
+  mha_args(f, &a, out, w);
+  st = fattn_mha_forward(ctx, m, &a);
+  fattn_mha_destroy(m);
+  return st;
+}
+
 static void test_mha_file(const char *name, fattn_context *ctx) {
   vecfile f;
   if (!load(name, &f)) return;
@@ -166,22 +182,22 @@ static void test_mha_file(const char *name, fattn_context *ctx) {
   unload(&f);
 }
 
-static void test_encoder_file(const char *name, fattn_context *ctx) {
-  vecfile f;
-  if (!load(name, &f)) return;
+/* Creates the file's encoder, runs it into out, destroys it. */
+static fattn_status run_encoder(vecfile *f, fattn_context *ctx, float *out, float *unused) {
+  (void)unused;
   fattn_encoder_config c;
-  fattn_encoder_config_init(&c, cfg(&f, "embed_dim"), cfg(&f, "num_heads"));
-  c.dim_feedforward = cfg(&f, "dim_feedforward");
-  c.num_layers = cfg(&f, "layers");
-  c.norm_first = (int)cfg(&f, "norm_first");
-  c.activation = cfg(&f, "gelu") ? FATTN_GELU : FATTN_RELU;
-  c.batch_first = (int)cfg(&f, "batch_first");
+  fattn_encoder_config_init(&c, cfg(f, "embed_dim"), cfg(f, "num_heads"));
+  c.dim_feedforward = cfg(f, "dim_feedforward");
+  c.num_layers = cfg(f, "layers");
+  c.norm_first = (int)cfg(f, "norm_first");
+  c.activation = cfg(f, "gelu") ? FATTN_GELU : FATTN_RELU;
+  c.batch_first = (int)cfg(f, "batch_first");
   fattn_encoder_layer_weights lw[4];
   memset(lw, 0, sizeof lw);
   for (int64_t i = 0; i < c.num_layers && i < 4; i++) {
     char k[96];
 #define W(field, suffix)                                                                           \
-  (snprintf(k, sizeof k, "layers.%lld.%s", (long long)i, suffix), lw[i].field = getf(&f, k))
+  (snprintf(k, sizeof k, "layers.%lld.%s", (long long)i, suffix), lw[i].field = getf(f, k))
     W(self_attn.in_proj_weight, "self_attn.in_proj_weight");
     W(self_attn.in_proj_bias, "self_attn.in_proj_bias");
     W(self_attn.out_proj_weight, "self_attn.out_proj.weight");
@@ -197,26 +213,33 @@ static void test_encoder_file(const char *name, fattn_context *ctx) {
 #undef W
   }
   fattn_encoder *enc = NULL;
-  EXPECT(fattn_encoder_create(&c, lw, &enc) == FATTN_SUCCESS, "%s: create: %s", name,
-         fattn_last_error());
-  tensor *ro = get(&f, "out"), *kp = get(&f, "src_key_padding_mask");
-  float *out = calloc((size_t)ro->n, sizeof(float));
+  fattn_status st = fattn_encoder_create(&c, lw, &enc);
+  if (st != FATTN_SUCCESS) return st;
+  tensor *kp = get(f, "src_key_padding_mask");
   fattn_encoder_args a;
   fattn_encoder_args_init(&a);
-  a.src = getf(&f, "src");
-  a.batch = cfg(&f, "batch");
-  a.seq_len = cfg(&f, "seq_len");
+  a.src = getf(f, "src");
+  a.batch = cfg(f, "batch");
+  a.seq_len = cfg(f, "seq_len");
   if (kp) a.src_key_padding_mask = kp->data;
-  a.is_causal = (int)cfg(&f, "is_causal");
+  a.is_causal = (int)cfg(f, "is_causal");
   a.out = out;
-  EXPECT(enc && fattn_encoder_forward(ctx, enc, &a) == FATTN_SUCCESS, "%s: forward: %s", name,
-         fattn_last_error());
+  st = fattn_encoder_forward(ctx, enc, &a);
+  fattn_encoder_destroy(enc);
+  return st;
+}
+
+static void test_encoder_file(const char *name, fattn_context *ctx) {
+  vecfile f;
+  if (!load(name, &f)) return;
+  tensor *ro = get(&f, "out");
+  float *out = calloc((size_t)ro->n, sizeof(float));
+  EXPECT(run_encoder(&f, ctx, out, NULL) == FATTN_SUCCESS, "%s: %s", name, fattn_last_error());
   const double e = compare(out, ro->data, ro->n, ENC_TOL_ABS, ENC_TOL_REL);
   EXPECT(e <= 1, "%s: out err/tol %.3g", name, e);
   printf("%-36s out err/tol %.3f\n", name, e);
   checks++;
   free(out);
-  fattn_encoder_destroy(enc);
   unload(&f);
 }
 
@@ -305,6 +328,50 @@ static void test_gemm(fattn_context *ctx, const char *name) {
   EXPECT(worst <= 1 && guards, "%s gemm: err/bound %.3g, guards %d", name, worst, guards);
   printf("gemm: %d shapes, err/bound %.3f, guards intact %d\n", n, worst, guards);
   checks++;
+}
+
+/* Allocation failures (lib/alloc.c's hook): the n-th allocation of create +
+ * forward on a fresh context fails, for n = 1, 2, ... until none is left.
+ * Each must give OUT_OF_MEMORY with a message and leave out untouched;
+ * afterwards the same call matches PyTorch. */
+static void fault_sweep(const char *name,
+                        fattn_status (*run)(vecfile *, fattn_context *, float *, float *)) {
+  vecfile f;
+  if (!load(name, &f)) return;
+  tensor *ro = get(&f, "out"), *rw = get(&f, "attn_weights");
+  float *out = malloc((size_t)ro->n * 4), *w = rw ? malloc((size_t)rw->n * 4) : NULL;
+  int faults = 0, bad = 0;
+  for (long n = 1; n < 200; n++) {
+    fattn_context_options o;
+    fattn_context_options_init(&o);
+    o.num_threads = 1;
+    fattn_context *ctx = NULL;
+    if (fattn_context_create(&o, &ctx) != FATTN_SUCCESS) break;
+    for (int64_t i = 0; i < ro->n; i++)
+      out[i] = 777.0f;
+    fattn__fault_inject(n);
+    const fattn_status st = run(&f, ctx, out, w);
+    const int injected = fattn__fault_pending() == 0;
+    fattn__fault_inject(0);
+    fattn_context_destroy(ctx);
+    if (!injected) { /* every allocation succeeded: the sweep is over */
+      EXPECT(st == FATTN_SUCCESS && compare(out, ro->data, ro->n, ENC_TOL_ABS, ENC_TOL_REL) <= 1,
+             "%s after %d faults: %s", name, faults, fattn_last_error());
+      break;
+    }
+    faults++;
+    int untouched = 1;
+    for (int64_t i = 0; i < ro->n; i++)
+      untouched &= out[i] == 777.0f;
+    if (st != FATTN_ERROR_OUT_OF_MEMORY || !untouched || !fattn_last_error()[0]) bad++;
+    EXPECT(st == FATTN_ERROR_OUT_OF_MEMORY && untouched, "%s fault %ld: %s, out untouched %d", name,
+           n, fattn_status_string(st), untouched);
+  }
+  printf("faults: %-32s %d allocations failed in turn, %d mishandled\n", name, faults, bad);
+  EXPECT(faults >= 3, "%s: only %d allocations seen", name, faults);
+  checks++;
+  free(out), free(w);
+  unload(&f);
 }
 
 /* Every bad configuration and argument: a status, a message, out untouched. */
@@ -422,7 +489,11 @@ int main(void) {
         test_encoder_file(enc_files[i], ctx);
       test_head_mask(ctx);
       test_gemm(ctx, fattn_backend_name(isas[k]));
-      if (k == 0 && nt == 1) test_bad(ctx);
+      if (k == 0 && nt == 1) {
+        test_bad(ctx);
+        fault_sweep("mha_attn_mask_bool_and_padding", run_mha);
+        fault_sweep("encoder_stack2_pre", run_encoder);
+      }
       fattn_context_destroy(ctx);
     }
   printf("%d passed, %d failed\n", checks - g_failures, g_failures);
