@@ -337,6 +337,32 @@ static fattn_status head_weights(fattn_context *c, const fattn_mha *m, const fat
   return FATTN_SUCCESS;
 }
 
+/* Y's head columns = X·Wᵀ + b for every head (head_dim columns each) of a
+ * projection: query heads (G = 1) or kv heads (G = the group size: a kv head
+ * is needed while any query head of its group is kept). keep NULL: all, one
+ * GEMM; else one GEMM per run of needed heads. */
+static fattn_status project(fattn_context *c, const fattn_mha *m, int64_t rows, int64_t K,
+                            const float *X, const float *W, const float *b, float *Y, int64_t ldy,
+                            const uint8_t *keep, int64_t G) {
+  const int64_t n = m->H / G, hd = m->hd;
+  if (!keep) return fattn__gemm(c, rows, n * hd, K, X, K, W, K, b, Y, ldy);
+  fattn_status st = FATTN_SUCCESS;
+  for (int64_t h0 = 0; st == FATTN_SUCCESS && h0 < n;) {
+    int64_t h1 = h0;
+    for (;; h1++) { /* [h0, h1): a run of needed heads */
+      int need = 0;
+      for (int64_t g = 0; h1 < n && g < G; g++)
+        need |= keep[h1 * G + g] != 0;
+      if (!need) break;
+    }
+    if (h1 > h0)
+      st = fattn__gemm(c, rows, (h1 - h0) * hd, K, X, K, W + h0 * hd * K, K, b ? b + h0 * hd : NULL,
+                       Y + h0 * hd, ldy);
+    h0 = h1 + 1;
+  }
+  return st;
+}
+
 fattn_status fattn_mha_forward(fattn_context *ctx, const fattn_mha *m, const fattn_mha_args *a) {
   fattn_status st = check_args(m, a);
   if (st != FATTN_SUCCESS) return st;
@@ -367,25 +393,35 @@ fattn_status fattn_mha_forward(fattn_context *ctx, const fattn_mha *m, const fat
   float *lse = (float *)(p += fattn__ws_piece_bytes(pieces[2]));
   float *tmp = (float *)(p += fattn__ws_piece_bytes(pieces[3]));
 
-  /* projections */
+  /* projections: the fewest GEMMs the inputs allow; with pruned heads, one
+   * per run of kept heads (a pruned head's columns are never computed) */
+  const uint8_t *hm = a->head_mask;
   float *Q = P, *K = P, *V = P;
   int64_t ldq = E, ldk = Ekv, ldv = Ekv;
   if (fused) {
     ldq = ldk = ldv = E + 2 * Ekv;
     Q = P, K = P + E, V = P + E + Ekv;
-    st = fattn__gemm(c, rq, E + 2 * Ekv, E, a->query, E, m->wq, E, m->bq, P, ldq);
+    if (!hm) {
+      st = fattn__gemm(c, rq, E + 2 * Ekv, E, a->query, E, m->wq, E, m->bq, P, ldq);
+    } else {
+      st = project(c, m, rq, E, a->query, m->wq, m->bq, Q, ldq, hm, 1);
+      if (st == FATTN_SUCCESS) st = project(c, m, rq, E, a->query, m->wk, m->bk, K, ldk, hm, m->G);
+      if (st == FATTN_SUCCESS) st = project(c, m, rq, E, a->query, m->wv, m->bv, V, ldv, hm, m->G);
+    }
   } else {
-    Q = P, ldq = E;
-    st = fattn__gemm(c, rq, E, E, a->query, E, m->wq, E, m->bq, Q, ldq);
+    st = project(c, m, rq, E, a->query, m->wq, m->bq, Q, ldq, hm, 1);
     float *KV = P + rq * E;
-    if (st == FATTN_SUCCESS && kv_fused) { /* Wk | Wv adjacent, rows of kdim */
+    if (kv_fused) { /* one buffer, K | V per row */
       ldk = ldv = 2 * Ekv, K = KV, V = KV + Ekv;
-      st = fattn__gemm(c, rk, 2 * Ekv, m->kdim, a->key, m->kdim, m->wk, m->kdim, m->bk, KV, ldk);
-    } else if (st == FATTN_SUCCESS) {
+      if (st == FATTN_SUCCESS && !hm) /* Wk | Wv adjacent, rows of kdim */
+        st = fattn__gemm(c, rk, 2 * Ekv, m->kdim, a->key, m->kdim, m->wk, m->kdim, m->bk, KV, ldk);
+    } else {
       ldk = ldv = Ekv, K = KV, V = KV + rk * Ekv;
-      st = fattn__gemm(c, rk, Ekv, m->kdim, a->key, m->kdim, m->wk, m->kdim, m->bk, K, ldk);
+    }
+    if (st == FATTN_SUCCESS && (hm || !kv_fused)) {
+      st = project(c, m, rk, m->kdim, a->key, m->wk, m->bk, K, ldk, hm, m->G);
       if (st == FATTN_SUCCESS)
-        st = fattn__gemm(c, rk, Ekv, m->vdim, a->value, m->vdim, m->wv, m->vdim, m->bv, V, ldv);
+        st = project(c, m, rk, m->vdim, a->value, m->wv, m->bv, V, ldv, hm, m->G);
     }
   }
   if (mp.kind == 2) build_mask(m, a, &mp, mbuf);

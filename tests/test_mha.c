@@ -245,37 +245,38 @@ static void test_encoder_file(const char *name, fattn_context *ctx) {
 
 /* A pruned head contributes zeros: the same bits as zeroing its columns of
  * out_proj.weight; its per-head weights are 0 and the others unchanged. */
-static void test_head_mask(fattn_context *ctx) {
+static void test_head_mask(fattn_context *ctx, const char *name, const uint8_t *keep) {
   vecfile f;
-  if (!load("mha_self_seqfirst_perhead", &f)) return;
+  if (!load(name, &f)) return;
   const int64_t E = cfg(&f, "embed_dim"), H = cfg(&f, "num_heads"), hd = E / H;
   tensor *ro = get(&f, "out"), *rw = get(&f, "attn_weights");
   float *o1 = calloc((size_t)ro->n, 4), *o2 = calloc((size_t)ro->n, 4);
   float *w1 = calloc((size_t)rw->n, 4), *w2 = calloc((size_t)rw->n, 4);
   fattn_mha *m = make_mha(&f);
-  const uint8_t keep[] = {1, 0, 1, 1};
   fattn_mha_args a;
   mha_args(&f, &a, o1, w1);
   a.head_mask = keep;
   EXPECT(m && fattn_mha_forward(ctx, m, &a) == FATTN_SUCCESS, "pruned: %s", fattn_last_error());
   float *wo = (float *)getf(&f, "out_proj.weight");
   for (int64_t r = 0; r < E; r++)
-    memset(wo + r * E + 1 * hd, 0, (size_t)hd * 4);
+    for (int64_t h = 0; h < H; h++)
+      if (!keep[h]) memset(wo + r * E + h * hd, 0, (size_t)hd * 4);
   fattn_mha *m0 = make_mha(&f);
   mha_args(&f, &a, o2, w2);
   EXPECT(m0 && fattn_mha_forward(ctx, m0, &a) == FATTN_SUCCESS, "zeroed: %s", fattn_last_error());
-  EXPECT(memcmp(o1, o2, (size_t)ro->n * 4) == 0, "pruned head 1 != zeroed out_proj columns");
+  EXPECT(memcmp(o1, o2, (size_t)ro->n * 4) == 0, "%s: pruned heads != zeroed out_proj columns",
+         name);
   const int64_t B = cfg(&f, "batch"), per = rw->n / (B * H);
   int wok = 1;
   for (int64_t b = 0; b < B; b++)
     for (int64_t h = 0; h < H; h++)
       for (int64_t x = 0; x < per; x++) {
         const int64_t i = (b * H + h) * per + x;
-        wok &= h == 1 ? w1[i] == 0.0f : w1[i] == w2[i];
+        wok &= !keep[h] ? w1[i] == 0.0f : w1[i] == w2[i];
       }
   EXPECT(wok, "pruned head's weights are not 0, or others changed");
   checks += 2;
-  printf("head_mask: pruned head == zeroed out_proj columns (bitwise), weights 0\n");
+  printf("head_mask %-26s pruned heads == zeroed out_proj columns (bitwise), weights 0\n", name);
   free(o1), free(o2), free(w1), free(w2);
   fattn_mha_destroy(m);
   fattn_mha_destroy(m0);
@@ -487,7 +488,10 @@ int main(void) {
         test_mha_file(mha_files[i], ctx);
       for (size_t i = 0; i < sizeof enc_files / sizeof enc_files[0]; i++)
         test_encoder_file(enc_files[i], ctx);
-      test_head_mask(ctx);
+      static const uint8_t keep1[] = {1, 0, 1, 1}, keep_gqa[] = {1, 0, 0, 0}, keep3[] = {0, 1, 0};
+      test_head_mask(ctx, "mha_self_seqfirst_perhead", keep1); /* one QKV GEMM per run */
+      test_head_mask(ctx, "mha_gqa", keep_gqa); /* GQA: kv head 1 not needed at all */
+      test_head_mask(ctx, "mha_cross_kdim_vdim_seqfirst", keep3); /* separate projections */
       test_gemm(ctx, fattn_backend_name(isas[k]));
       if (k == 0 && nt == 1) {
         test_bad(ctx);
