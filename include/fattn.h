@@ -213,8 +213,9 @@ typedef struct fattn_mha_args {
   fattn_dtype attn_mask_dtype;        /* U8 or F32 */
   int attn_mask_per_head;             /* nonzero: attn_mask is [B·H, Lq, Lk] */
   int is_causal;                      /* query i attends keys j <= i (with the masks) */
-  const uint8_t *head_mask;           /* optional [H]: 0 prunes the head (it costs nothing and
-                                         contributes zeros to the concatenation and the weights) */
+  const uint8_t *head_mask;           /* optional [H]: 0 prunes the head: its projection columns and
+                                         attention are skipped, it contributes zeros to the
+                                         concatenation and the weights */
   float *out;                         /* (B, Lq, E) or (Lq, B, E) */
   float *attn_weights;                /* optional: the softmax, computed only when given (no Lq·Lk
                                          buffer otherwise); [B, Lq, Lk] averaged over the H heads,
