@@ -138,6 +138,7 @@ fattn_status fattn_encoder_create(const fattn_encoder_config *cfg,
 /* y = LayerNorm(x (+ r)) row by row (two passes, in double); y may be x. */
 static void add_norm(int nth, int64_t rows, int64_t E, float *x, const float *r, const float *w,
                      const float *b, float eps, float *y) {
+  (void)nth; /* without OpenMP */
 #pragma omp parallel for num_threads(nth) if (nth > 1) schedule(static)
   for (int64_t i = 0; i < rows; i++) {
     float *xr = x + i * E, *yr = y + i * E;
@@ -157,6 +158,7 @@ static void add_norm(int nth, int64_t rows, int64_t E, float *x, const float *r,
 }
 
 static void activate(int nth, int64_t n, float *x, fattn_activation act) {
+  (void)nth;
   if (act == FATTN_RELU) {
 #pragma omp parallel for num_threads(nth) if (nth > 1) schedule(static)
     for (int64_t i = 0; i < n; i++)
