@@ -10,7 +10,9 @@
  * (K·mr floats) while W streams by. Chunks are as wide as the thread count
  * allows (all N when there are 4 row blocks per thread): the packing is then
  * done once per row block. Measured on BERT's QKV projection (2048 × 2304 ×
- * 768, 1 thread): 192-column chunks 206 GFLOP/s, 576 213, all 2304 221. */
+ * 768, 1 thread): 192-column chunks 206 GFLOP/s, 576 213, all 2304 221.
+ * When columns must be split (fewer than 4 row blocks per thread: short
+ * inputs), the row blocks are packed once into a shared Qt first. */
 #include <string.h>
 
 #if defined(_OPENMP)
@@ -20,12 +22,24 @@
 #include "internal.h"
 
 #define GEMM__NB 48 /* columns per qk call: St is NB × rows */
+#define GEMM__KP 64 /* reduction rows per packing task when Qt is shared */
 
 static int gemm_threads(const fattn_context *c) {
 #if defined(_OPENMP)
   if (omp_in_parallel()) return 1;
 #endif
   return c->num_threads;
+}
+
+/* Rows k0 .. k1 of the Qt of X's rows [r0, r0 + mb) (fewer at the end),
+ * padding rows zero. */
+static void pack_rows(const fattn__kernel_table *t, int64_t M, int64_t k0, int64_t k1,
+                      const float *X, int64_t ldx, int64_t r0, float *qt) {
+  const int64_t m = M - r0 < t->mr ? M - r0 : t->mr, rp = fattn__round_up(m, t->rw);
+  t->pack_q(m, k1 - k0, X + r0 * ldx + k0, ldx, 1.0f, qt + k0 * rp, rp);
+  for (int64_t p = k0; p < k1; p++)
+    for (int64_t r = m; r < rp; r++)
+      qt[p * rp + r] = 0.0f;
 }
 
 fattn_status fattn__gemm(fattn_context *c, int64_t M, int64_t N, int64_t K, const float *X,
@@ -40,14 +54,18 @@ fattn_status fattn__gemm(fattn_context *c, int64_t M, int64_t N, int64_t K, cons
   if (ncb > nnb) ncb = nnb;
   const int64_t chunk = (nnb + ncb - 1) / ncb * GEMM__NB;
   ncb = (N + chunk - 1) / chunk;
-  /* per thread: Qt (K × mb), St (NB × mb), ones (mb) */
-  const int64_t per = fattn__ws_piece_bytes(K * mb) + fattn__ws_piece_bytes(GEMM__NB * mb) +
-                      fattn__ws_piece_bytes(mb);
-  const int64_t items = nrb * ncb;
+  /* Columns split (few row blocks): every row block is packed once, up front,
+   * into a shared Qt, instead of once per item. Else each item packs its own. */
+  const int shared = ncb > 1;
+  const int64_t qtb = fattn__ws_piece_bytes(K * mb);
+  /* per thread: Qt (K × mb; not when shared), St (NB × mb), ones (mb) */
+  const int64_t per =
+      (shared ? 0 : qtb) + fattn__ws_piece_bytes(GEMM__NB * mb) + fattn__ws_piece_bytes(mb);
+  const int64_t items = nrb * ncb, sharedb = shared ? nrb * qtb : 0;
   if (items < nth) nth = (int)items;
   int slot;
   void *mem;
-  fattn_status st = fattn__workspace_acquire(c, (size_t)(per * nth), &slot, &mem);
+  fattn_status st = fattn__workspace_acquire(c, (size_t)(sharedb + per * nth), &slot, &mem);
   if (st != FATTN_SUCCESS) return st;
 #pragma omp parallel num_threads(nth) if (nth > 1)
   {
@@ -56,22 +74,27 @@ fattn_status fattn__gemm(fattn_context *c, int64_t M, int64_t N, int64_t K, cons
     tid = omp_get_thread_num();
 #endif
     const unsigned fp = fattn__fp_enter();
-    char *base = (char *)mem + (int64_t)tid * per;
-    float *qt = (float *)base;
-    float *s = (float *)(base + fattn__ws_piece_bytes(K * mb));
-    float *ones =
-        (float *)(base + fattn__ws_piece_bytes(K * mb) + fattn__ws_piece_bytes(GEMM__NB * mb));
+    char *base = (char *)mem + sharedb + (int64_t)tid * per;
+    float *own = (float *)base;
+    float *s = (float *)(base + (shared ? 0 : qtb));
+    float *ones = (float *)((char *)s + fattn__ws_piece_bytes(GEMM__NB * mb));
     for (int64_t r = 0; r < mb; r++)
       ones[r] = 1.0f;
+    if (shared) { /* slices of GEMM__KP along K, so that every thread packs */
+      const int64_t nks = (K + GEMM__KP - 1) / GEMM__KP;
+#pragma omp for schedule(static)
+      for (int64_t x = 0; x < nrb * nks; x++) {
+        const int64_t k0 = x % nks * GEMM__KP, k1 = k0 + GEMM__KP < K ? k0 + GEMM__KP : K;
+        pack_rows(t, M, k0, k1, X, ldx, x / nks * mb, (float *)((char *)mem + x / nks * qtb));
+      }
+    } /* (the loop's barrier: every block packed before any is read) */
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < items; it++) {
       const int64_t r0 = it / ncb * mb, c0 = it % ncb * chunk;
       const int64_t m = M - r0 < mb ? M - r0 : mb, rp = fattn__round_up(m, t->rw);
       const int64_t cend = N - c0 < chunk ? N : c0 + chunk;
-      t->pack_q(m, K, X + r0 * ldx, ldx, 1.0f, qt, rp);
-      for (int64_t p = 0; p < K; p++)
-        for (int64_t r = m; r < rp; r++)
-          qt[p * rp + r] = 0.0f;
+      float *qt = shared ? (float *)((char *)mem + it / ncb * qtb) : own;
+      if (!shared) pack_rows(t, M, 0, K, X, ldx, r0, qt);
       for (int64_t j0 = c0; j0 < cend; j0 += GEMM__NB) {
         const int64_t n = cend - j0 < GEMM__NB ? cend - j0 : GEMM__NB;
         t->qk(rp, n, K, qt, W + j0 * ldw, ldw, 1, s, rp);
