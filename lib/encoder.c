@@ -181,7 +181,7 @@ fattn_status fattn_encoder_forward(fattn_context *ctx, const fattn_encoder *enc,
   if (a->batch <= 0 || a->seq_len <= 0)
     return fattn__error(FATTN_ERROR_INVALID_ARGUMENT, "batch and seq_len must be positive");
   if (!fattn__mul_ok(a->batch, a->seq_len, &rows) || !fattn__mul_ok(rows, F > E ? F : E, &hid) ||
-      hid > INT64_MAX / 16)
+      hid > INT64_MAX / 64) /* four pieces of at most hid floats: bytes stay in int64 */
     return fattn__error(FATTN_ERROR_OVERFLOW, "batch %lld × seq_len %lld overflows",
                         (long long)a->batch, (long long)a->seq_len);
   if ((a->src_key_padding_mask && a->src_key_padding_mask_dtype != FATTN_U8 &&

@@ -261,13 +261,15 @@ static fattn_status check_args(const fattn_mha *m, const fattn_mha_args *a) {
        a->key_padding_mask_dtype != FATTN_F32) ||
       (a->attn_mask && a->attn_mask_dtype != FATTN_U8 && a->attn_mask_dtype != FATTN_F32))
     return fattn__error(FATTN_ERROR_UNSUPPORTED, "masks are U8 (bool) or F32");
-  /* every buffer below: at most B·H·Lq·Lk or rows·(E + 2·Ekv) floats */
+  /* The workspace is at most three pieces of rows·wide floats and three of
+   * B·H·Lq·Lk: bounding each by 2^63 / 64 keeps its byte total in int64.
+   * (B·H <= rows·wide, so once x is checked B·H cannot overflow.) */
   int64_t rows, x, y;
   const int64_t wide = m->E + 2 * m->Ekv + m->kdim + m->vdim;
   if (!fattn__mul_ok(a->batch, a->q_len > a->kv_len ? a->q_len : a->kv_len, &rows) ||
-      !fattn__mul_ok(rows, wide, &x) || x > INT64_MAX / 16 ||
+      !fattn__mul_ok(rows, wide, &x) || x > INT64_MAX / 64 ||
       !fattn__mul_ok(a->batch * m->H, a->q_len, &y) || !fattn__mul_ok(y, a->kv_len, &y) ||
-      y > INT64_MAX / 16)
+      y > INT64_MAX / 64)
     return fattn__error(FATTN_ERROR_OVERFLOW, "batch %lld, q_len %lld, kv_len %lld overflow",
                         (long long)a->batch, (long long)a->q_len, (long long)a->kv_len);
   return FATTN_SUCCESS;
