@@ -162,23 +162,18 @@ static fattn_status run_mha(vecfile *f, fattn_context *ctx, float *out, float *w
 static void test_mha_file(const char *name, fattn_context *ctx) {
   vecfile f;
   if (!load(name, &f)) return;
-  fattn_mha *m = make_mha(&f);
   tensor *ro = get(&f, "out"), *rw = get(&f, "attn_weights");
   float *out = calloc((size_t)ro->n, sizeof(float));
   float *w = rw ? calloc((size_t)rw->n, sizeof(float)) : NULL;
-  fattn_mha_args a;
-  mha_args(&f, &a, out, w);
-  const fattn_status st = m ? fattn_mha_forward(ctx, m, &a) : FATTN_ERROR_INVALID_ARGUMENT;
-  EXPECT(st == FATTN_SUCCESS, "%s: forward: %s", name, fattn_last_error());
+  EXPECT(run_mha(&f, ctx, out, w) == FATTN_SUCCESS, "%s: %s", name, fattn_last_error());
   const double eo = compare(out, ro->data, ro->n, TOL_ABS, TOL_REL);
   const double ew = rw ? compare(w, rw->data, rw->n, TOL_ABS, TOL_REL) : 0;
   EXPECT(eo <= 1 && ew <= 1, "%s: out err/tol %.3g, weights err/tol %.3g", name, eo, ew);
   printf("%-36s out err/tol %.3f%s", name, eo, rw ? "" : "\n");
-  if (rw) printf("  weights (%s) err/tol %.3f\n", a.average_attn_weights ? "avg" : "per head", ew);
+  if (rw) printf("  weights (%s) err/tol %.3f\n", cfg(&f, "average") ? "avg" : "per head", ew);
   checks++;
   free(out);
   free(w);
-  fattn_mha_destroy(m);
   unload(&f);
 }
 
