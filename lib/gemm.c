@@ -42,31 +42,64 @@ static void pack_rows(const fattn__kernel_table *t, int64_t M, int64_t k0, int64
       qt[p * rp + r] = 0.0f;
 }
 
+/* How a GEMM of this shape is cut on this context: the work items and the
+ * workspace they need. */
+typedef struct {
+  int64_t mb, nrb, ncb, chunk, items, qtb, per, sharedb;
+  int shared, nth;
+} gemm_layout;
+
+static gemm_layout gemm_plan(const fattn_context *c, int64_t M, int64_t N, int64_t K) {
+  gemm_layout g;
+  g.mb = c->table->mr;
+  g.nrb = (M + g.mb - 1) / g.mb;
+  const int64_t nnb = (N + GEMM__NB - 1) / GEMM__NB;
+  g.nth = gemm_threads(c);
+  /* column chunks: enough for 4 items per thread, whole NB blocks */
+  g.ncb = (4 * (int64_t)g.nth + g.nrb - 1) / g.nrb;
+  if (g.ncb > nnb) g.ncb = nnb;
+  g.chunk = (nnb + g.ncb - 1) / g.ncb * GEMM__NB;
+  g.ncb = (N + g.chunk - 1) / g.chunk;
+  /* Columns split (few row blocks): every row block is packed once, up front,
+   * into a shared Qt, instead of once per item. Else each item packs its own. */
+  g.shared = g.ncb > 1;
+  g.qtb = fattn__ws_piece_bytes(K * g.mb);
+  /* per thread: Qt (K × mb; not when shared), St (NB × mb), ones (mb) */
+  g.per = (g.shared ? 0 : g.qtb) + fattn__ws_piece_bytes(GEMM__NB * g.mb) +
+          fattn__ws_piece_bytes(g.mb);
+  g.items = g.nrb * g.ncb;
+  g.sharedb = g.shared ? g.nrb * g.qtb : 0;
+  if (g.items < g.nth) g.nth = (int)g.items;
+  return g;
+}
+
+int64_t fattn__gemm_workspace_bytes(const fattn_context *c, int64_t M, int64_t N, int64_t K) {
+  if (M <= 0 || N <= 0) return 0;
+  const gemm_layout g = gemm_plan(c, M, N, K);
+  return g.sharedb + g.per * g.nth;
+}
+
 fattn_status fattn__gemm(fattn_context *c, int64_t M, int64_t N, int64_t K, const float *X,
                          int64_t ldx, const float *W, int64_t ldw, const float *bias, float *Y,
                          int64_t ldy) {
+  return fattn__gemm_ws(c, M, N, K, X, ldx, W, ldw, bias, Y, ldy, NULL);
+}
+
+fattn_status fattn__gemm_ws(fattn_context *c, int64_t M, int64_t N, int64_t K, const float *X,
+                            int64_t ldx, const float *W, int64_t ldw, const float *bias, float *Y,
+                            int64_t ldy, void *ws) {
   if (M <= 0 || N <= 0) return FATTN_SUCCESS;
   const fattn__kernel_table *t = c->table;
-  const int64_t mb = t->mr, nrb = (M + mb - 1) / mb, nnb = (N + GEMM__NB - 1) / GEMM__NB;
-  int nth = gemm_threads(c);
-  /* column chunks: enough for 4 items per thread, whole NB blocks */
-  int64_t ncb = (4 * (int64_t)nth + nrb - 1) / nrb;
-  if (ncb > nnb) ncb = nnb;
-  const int64_t chunk = (nnb + ncb - 1) / ncb * GEMM__NB;
-  ncb = (N + chunk - 1) / chunk;
-  /* Columns split (few row blocks): every row block is packed once, up front,
-   * into a shared Qt, instead of once per item. Else each item packs its own. */
-  const int shared = ncb > 1;
-  const int64_t qtb = fattn__ws_piece_bytes(K * mb);
-  /* per thread: Qt (K × mb; not when shared), St (NB × mb), ones (mb) */
-  const int64_t per =
-      (shared ? 0 : qtb) + fattn__ws_piece_bytes(GEMM__NB * mb) + fattn__ws_piece_bytes(mb);
-  const int64_t items = nrb * ncb, sharedb = shared ? nrb * qtb : 0;
-  if (items < nth) nth = (int)items;
-  int slot;
-  void *mem;
-  fattn_status st = fattn__workspace_acquire(c, (size_t)(sharedb + per * nth), &slot, &mem);
-  if (st != FATTN_SUCCESS) return st;
+  const gemm_layout g = gemm_plan(c, M, N, K);
+  const int64_t mb = g.mb, nrb = g.nrb, ncb = g.ncb, chunk = g.chunk, items = g.items;
+  const int64_t qtb = g.qtb, per = g.per, sharedb = g.sharedb;
+  const int shared = g.shared, nth = g.nth;
+  int slot = -1;
+  void *mem = ws;
+  if (!ws) {
+    fattn_status st = fattn__workspace_acquire(c, (size_t)(sharedb + per * nth), &slot, &mem);
+    if (st != FATTN_SUCCESS) return st;
+  }
 #pragma omp parallel num_threads(nth) if (nth > 1)
   {
     int tid = 0;
@@ -108,6 +141,6 @@ fattn_status fattn__gemm(fattn_context *c, int64_t M, int64_t N, int64_t K, cons
     }
     fattn__fp_leave(fp);
   }
-  fattn__workspace_done(c, slot, mem);
+  if (!ws) fattn__workspace_done(c, slot, mem);
   return FATTN_SUCCESS;
 }

@@ -212,6 +212,13 @@ static inline void fattn__workspace_done(fattn_context *ctx, int slot, void *mem
 fattn_status fattn__gemm(fattn_context *c, int64_t M, int64_t N, int64_t K, const float *X,
                          int64_t ldx, const float *W, int64_t ldw, const float *bias, float *Y,
                          int64_t ldy);
+/* The same in a workspace the caller already holds (ws, at least
+ * fattn__gemm_workspace_bytes of this shape, 64-byte aligned; NULL: one from
+ * the pool): a GEMM that writes the caller's output then cannot fail. */
+fattn_status fattn__gemm_ws(fattn_context *c, int64_t M, int64_t N, int64_t K, const float *X,
+                            int64_t ldx, const float *W, int64_t ldw, const float *bias, float *Y,
+                            int64_t ldy, void *ws);
+int64_t fattn__gemm_workspace_bytes(const fattn_context *c, int64_t M, int64_t N, int64_t K);
 
 /* ---- floating-point environment (fpmode.c) -------------------------------------- */
 

@@ -261,8 +261,9 @@ static fattn_status check_args(const fattn_mha *m, const fattn_mha_args *a) {
        a->key_padding_mask_dtype != FATTN_F32) ||
       (a->attn_mask && a->attn_mask_dtype != FATTN_U8 && a->attn_mask_dtype != FATTN_F32))
     return fattn__error(FATTN_ERROR_UNSUPPORTED, "masks are U8 (bool) or F32");
-  /* The workspace is at most three pieces of rows·wide floats and three of
-   * B·H·Lq·Lk: bounding each by 2^63 / 64 keeps its byte total in int64.
+  /* The workspace is at most three pieces of rows·wide floats, the GEMMs'
+   * (about rows·E floats plus a few tiles per thread) and three of B·H·Lq·Lk:
+   * bounding each by 2^63 / 64 keeps its byte total in int64.
    * (B·H <= rows·wide, so once x is checked B·H cannot overflow.) */
   int64_t rows, x, y;
   const int64_t wide = m->E + 2 * m->Ekv + m->kdim + m->vdim;
@@ -308,19 +309,20 @@ static fattn_status attend(fattn_context *c, const fattn_mha *m, const fattn_mha
 
 /* The softmax of head h (all batches) from the projected Q and K and the lse
  * fattn_sdpa gave: w = exp(scale·q·k + mask − lse), 0 where masked; into dst
- * ([Lq, Lk] per batch, batch stride bstride), or added into it times `acc`. */
+ * ([Lq, Lk] per batch, batch stride bstride), or added into it times `acc`.
+ * gws: the Q·Kᵀ GEMM's workspace, held by the caller (nothing here can fail). */
 static fattn_status head_weights(fattn_context *c, const fattn_mha *m, const fattn_mha_args *a,
                                  const float *Q, int64_t ldq, const float *K, int64_t ldk,
                                  const mask_plan *mp, const float *lse, int64_t h, float *dst,
-                                 int64_t bstride, float *tmp, float acc) {
+                                 int64_t bstride, float *tmp, float acc, void *gws) {
   const int64_t B = a->batch, Lq = a->q_len, Lk = a->kv_len;
   const float scale = 1.0f / sqrtf((float)m->hd);
   for (int64_t b = 0; b < B; b++) {
     const int64_t qb = m->batch_first ? b * Lq * ldq : b * ldq, sq = m->batch_first ? ldq : B * ldq;
     const int64_t kb = m->batch_first ? b * Lk * ldk : b * ldk, sk = m->batch_first ? ldk : B * ldk;
     float *s = acc != 0.0f ? tmp : dst + b * bstride;
-    fattn_status st = fattn__gemm(c, Lq, Lk, m->hd, Q + qb + h * m->hd, sq,
-                                  K + kb + (h / m->G) * m->hd, sk, NULL, s, Lk);
+    fattn_status st = fattn__gemm_ws(c, Lq, Lk, m->hd, Q + qb + h * m->hd, sq,
+                                     K + kb + (h / m->G) * m->hd, sk, NULL, s, Lk, gws);
     if (st != FATTN_SUCCESS) return st;
     for (int64_t i = 0; i < Lq; i++) {
       const float l = lse[(b * m->H + h) * Lq + i];
@@ -378,11 +380,24 @@ fattn_status fattn_mha_forward(fattn_context *ctx, const fattn_mha *m, const fat
   const int kv_fused = !fused && a->key == a->value && m->kdim == m->vdim;
   mask_plan mp = plan_mask(m, a);
   const int weights = a->attn_weights != NULL;
-  /* workspace: projections, attention output A, the built mask, lse, one head's scores */
+  /* workspace: projections, attention output A, the built mask, lse, one
+   * head's scores, and the GEMMs that write the caller's outputs (the weights'
+   * Q·Kᵀ, one at a time, and the output projection): all of it is had before
+   * anything is written, so a forward that fails leaves out and attn_weights
+   * untouched. (The projections and the attention, which write only this
+   * workspace, get theirs from the pool as they go.) */
   const int64_t nproj = fused ? rq * (E + 2 * Ekv) : rq * E + rk * 2 * Ekv;
-  const int64_t pieces[] = {nproj, rq * E, (mp.kind == 2 ? mp.bytes : 0) / 4 + 1,
+  int64_t gemm_bytes = fattn__gemm_workspace_bytes(c, rq, E, E);
+  if (weights) {
+    const int64_t wb = fattn__gemm_workspace_bytes(c, Lq, Lk, m->hd);
+    if (wb > gemm_bytes) gemm_bytes = wb;
+  }
+  const int64_t pieces[] = {nproj,
+                            rq * E,
+                            (mp.kind == 2 ? mp.bytes : 0) / 4 + 1,
                             weights ? B * m->H * Lq : 0,
-                            weights && a->average_attn_weights ? Lq * Lk : 0};
+                            weights && a->average_attn_weights ? Lq * Lk : 0,
+                            gemm_bytes / 4 + 1};
   int64_t bytes = 0;
   for (size_t i = 0; i < sizeof pieces / sizeof pieces[0]; i++)
     bytes += fattn__ws_piece_bytes(pieces[i]);
@@ -394,6 +409,7 @@ fattn_status fattn_mha_forward(fattn_context *ctx, const fattn_mha *m, const fat
   void *mbuf = p += fattn__ws_piece_bytes(pieces[1]);
   float *lse = (float *)(p += fattn__ws_piece_bytes(pieces[2]));
   float *tmp = (float *)(p += fattn__ws_piece_bytes(pieces[3]));
+  void *gws = p += fattn__ws_piece_bytes(pieces[4]);
 
   /* projections: the fewest GEMMs the inputs allow; with pruned heads, one
    * per run of kept heads (a pruned head's columns are never computed) */
@@ -460,12 +476,12 @@ fattn_status fattn_mha_forward(fattn_context *ctx, const fattn_mha *m, const fat
         continue;
       }
       st = head_weights(c, m, a, Q, ldq, K, ldk, &mp, lse, h, dst, bstride, tmp,
-                        avg ? 1.0f / (float)m->H : 0.0f);
+                        avg ? 1.0f / (float)m->H : 0.0f, gws);
     }
   }
 
   /* output projection, rows in the caller's order */
-  if (st == FATTN_SUCCESS) st = fattn__gemm(c, rq, E, E, A, E, m->wo, E, m->bo, a->out, E);
+  if (st == FATTN_SUCCESS) st = fattn__gemm_ws(c, rq, E, E, A, E, m->wo, E, m->bo, a->out, E, gws);
   fattn__workspace_done(c, slot, mem);
   return st;
 }

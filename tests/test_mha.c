@@ -328,10 +328,14 @@ static void test_gemm(fattn_context *ctx, const char *name) {
 
 /* Allocation failures (lib/alloc.c's hook): the n-th allocation of create +
  * forward on a fresh context fails, for n = 1, 2, ... until none is left.
- * Each must give OUT_OF_MEMORY with a message and leave out untouched;
- * afterwards the same call matches PyTorch. */
+ * Each must give OUT_OF_MEMORY with a message and leave out and the
+ * attention weights untouched; afterwards the same call matches PyTorch.
+ * busy_pool: every slot of the context's workspace pool is held (as by other
+ * callers sharing the context), so each workspace the forward needs is a
+ * one-off allocation, late ones included. */
 static void fault_sweep(const char *name,
-                        fattn_status (*run)(vecfile *, fattn_context *, float *, float *)) {
+                        fattn_status (*run)(vecfile *, fattn_context *, float *, float *),
+                        int busy_pool) {
   vecfile f;
   if (!load(name, &f)) return;
   tensor *ro = get(&f, "out"), *rw = get(&f, "attn_weights");
@@ -343,15 +347,25 @@ static void fault_sweep(const char *name,
     o.num_threads = 1;
     fattn_context *ctx = NULL;
     if (fattn_context_create(&o, &ctx) != FATTN_SUCCESS) break;
+    int held[FATTN__MAX_WORKSPACES];
+    void *held_mem[FATTN__MAX_WORKSPACES];
+    for (int i = 0; i < FATTN__MAX_WORKSPACES; i++)
+      if (!busy_pool || fattn__workspace_acquire(ctx, 64, &held[i], &held_mem[i]) != FATTN_SUCCESS)
+        held_mem[i] = NULL;
     for (int64_t i = 0; i < ro->n; i++)
       out[i] = 777.0f;
+    for (int64_t i = 0; rw && i < rw->n; i++)
+      w[i] = 777.0f;
     fattn__fault_inject(n);
     const fattn_status st = run(&f, ctx, out, w);
     const int injected = fattn__fault_pending() == 0;
     fattn__fault_inject(0);
+    for (int i = 0; i < FATTN__MAX_WORKSPACES; i++)
+      if (held_mem[i]) fattn__workspace_done(ctx, held[i], held_mem[i]);
     fattn_context_destroy(ctx);
     if (!injected) { /* every allocation succeeded: the sweep is over */
-      EXPECT(st == FATTN_SUCCESS && compare(out, ro->data, ro->n, ENC_TOL_ABS, ENC_TOL_REL) <= 1,
+      EXPECT(st == FATTN_SUCCESS && compare(out, ro->data, ro->n, ENC_TOL_ABS, ENC_TOL_REL) <= 1 &&
+                 (!rw || compare(w, rw->data, rw->n, ENC_TOL_ABS, ENC_TOL_REL) <= 1),
              "%s after %d faults: %s", name, faults, fattn_last_error());
       break;
     }
@@ -359,11 +373,15 @@ static void fault_sweep(const char *name,
     int untouched = 1;
     for (int64_t i = 0; i < ro->n; i++)
       untouched &= out[i] == 777.0f;
+    for (int64_t i = 0; rw && i < rw->n; i++)
+      untouched &= w[i] == 777.0f;
     if (st != FATTN_ERROR_OUT_OF_MEMORY || !untouched || !fattn_last_error()[0]) bad++;
-    EXPECT(st == FATTN_ERROR_OUT_OF_MEMORY && untouched, "%s fault %ld: %s, out untouched %d", name,
-           n, fattn_status_string(st), untouched);
+    EXPECT(st == FATTN_ERROR_OUT_OF_MEMORY && untouched,
+           "%s fault %ld: %s, out and weights untouched %d", name, n, fattn_status_string(st),
+           untouched);
   }
-  printf("faults: %-32s %d allocations failed in turn, %d mishandled\n", name, faults, bad);
+  printf("faults: %-32s %d allocations failed in turn%s, %d mishandled\n", name, faults,
+         busy_pool ? " (pool busy)" : "", bad);
   EXPECT(faults >= 3, "%s: only %d allocations seen", name, faults);
   checks++;
   free(out), free(w);
@@ -490,8 +508,11 @@ int main(void) {
       test_gemm(ctx, fattn_backend_name(isas[k]));
       if (k == 0 && nt == 1) {
         test_bad(ctx);
-        fault_sweep("mha_attn_mask_bool_and_padding", run_mha);
-        fault_sweep("encoder_stack2_pre", run_encoder);
+        fault_sweep("mha_attn_mask_bool_and_padding", run_mha, 0); /* averaged weights */
+        fault_sweep("mha_attn_mask_bool_and_padding", run_mha, 1);
+        fault_sweep("mha_self_seqfirst_perhead", run_mha, 1); /* per-head weights */
+        fault_sweep("encoder_stack2_pre", run_encoder, 0);
+        fault_sweep("encoder_stack2_pre", run_encoder, 1);
       }
       fattn_context_destroy(ctx);
     }
