@@ -1,6 +1,12 @@
 /* The sweep: one backend against the reference over every tile edge and every
- * feature. Usage: test_sweep BACKEND [quick]. Exits 77 (skipped) when the
- * backend is not available in this build or on this CPU.
+ * feature. Usage: test_sweep BACKEND [quick] [part=K/N]. Exits 77 (skipped)
+ * when the backend is not available in this build or on this CPU.
+ *
+ * quick caps the lengths at 200 and samples fewer feature and dtype cases;
+ * part=K/N runs only the cases whose index is K modulo N (0 <= K < N), so N
+ * runs with K = 0..N-1 make up exactly the whole sweep: every case is drawn as
+ * in a whole run and only then skipped, which is how the tests under a slow
+ * emulator (qemu) keep the full sweep in pieces that fit their timeout.
  *
  * Three parts, each a deterministic sample of the cross product:
  *  1. edges:    every head_dim × every length (Lq = Lk), GQA 2, no mask;
@@ -32,8 +38,10 @@ static fattn_backend parse_backend(const char *s) {
 static int cases, failed;
 static double worst;
 static fattn_context *ctxs[2];
+static long part_k = 0, part_n = 1, drawn;
 
 static void run(const tcase *c0, fattn_backend be) {
+  if (drawn++ % part_n != part_k) return;
   tcase c1 = *c0, *c = &c1;
   if (be == FATTN_BACKEND_ONEDNN) c1.lse = 0; /* the oneDNN baseline does not compute lse */
   int rc = tcase_check(c, be, ctxs, 2, &worst);
@@ -46,12 +54,23 @@ static void run(const tcase *c0, fattn_backend be) {
 }
 
 int main(int argc, char **argv) {
+  const char *usage = "usage: %s BACKEND [quick] [part=K/N]\n";
   if (argc < 2) {
-    fprintf(stderr, "usage: %s BACKEND [quick]\n", argv[0]);
+    fprintf(stderr, usage, argv[0]);
     return 2;
   }
   const fattn_backend be = parse_backend(argv[1]);
-  const int quick = argc > 2 && strcmp(argv[2], "quick") == 0;
+  int quick = 0;
+  for (int i = 2; i < argc; i++) {
+    char end;
+    if (strcmp(argv[i], "quick") == 0) {
+      quick = 1;
+    } else if (sscanf(argv[i], "part=%ld/%ld%c", &part_k, &part_n, &end) != 2 || part_n < 1 ||
+               part_k < 0 || part_k >= part_n) {
+      fprintf(stderr, usage, argv[0]);
+      return 2;
+    }
+  }
   const int64_t len_cap = quick ? 200 : 1000;
   uint64_t seed = 12345;
   /* Every case runs twice: with the blocks the plan picks (the default
@@ -157,6 +176,7 @@ int main(int argc, char **argv) {
     run(&c, be);
   }
   printf("dtypes:   %d cases\n", cases - before);
+  if (part_n > 1) printf("part %ld/%ld of %ld cases drawn\n", part_k, part_n, drawn);
   printf("%s: %d cases, worst |err|/tol = %.3f\n", fattn_backend_name(be), cases, worst);
   printf("%d passed, %d failed\n", cases - failed, failed);
   fattn_context_destroy(ctxs[1]);
