@@ -432,7 +432,72 @@ static int row_empty(const fattn__problem *pb, int64_t b, int64_t h, int64_t i) 
   return 1;
 }
 
+/* Copies an F32 view with dims d into dense memory (row major over d; dims of
+ * stride 0, a broadcast mask's, stay broadcast with extent 1) and points the
+ * view there. Returns the floats used. */
+static int64_t densify(fattn__view *v, const int64_t d[4], float *dst) {
+  int64_t e[4], ds[4], n = 1;
+  for (int i = 3; i >= 0; i--) {
+    e[i] = v->s[i] == 0 ? 1 : d[i];
+    ds[i] = v->s[i] == 0 ? 0 : n;
+    n *= e[i];
+  }
+  const float *src = (const float *)v->base;
+  for (int64_t a = 0; a < e[0]; a++)
+    for (int64_t b = 0; b < e[1]; b++)
+      for (int64_t c = 0; c < e[2]; c++)
+        for (int64_t x = 0; x < e[3]; x++)
+          dst[a * ds[0] + b * ds[1] + c * ds[2] + x * ds[3]] =
+              src[a * v->s[0] + b * v->s[1] + c * v->s[2] + x * v->s[3]];
+  v->base = (const char *)dst;
+  memcpy(v->s, ds, sizeof ds);
+  return n;
+}
+
+static fattn_status run(fattn_context *ctx, const fattn__problem *pb);
+
+/* oneDNN's memory descriptors cannot describe a view whose elements alias
+ * (rows that overlap, e.g. a row stride smaller than the row: a valid input of
+ * fattn_sdpa that every other backend reads as it is). Such q, k, v or F32
+ * mask is copied dense into the workspace first, so that the baseline
+ * computes what the other backends do; the copy counts in its time. */
 fattn_status fattn__onednn_run(fattn_context *ctx, const fattn__problem *pb) {
+  fattn__problem p = *pb;
+  fattn__view *views[4] = {&p.q, &p.k, &p.v, &p.mask};
+  const int64_t dims[4][4] = {{p.B, p.H, p.Lq, p.D},
+                              {p.B, p.Hkv, p.Lk, p.D},
+                              {p.B, p.Hkv, p.Lk, p.Dv},
+                              {p.B, p.H, p.Lq, p.Lk}};
+  int alias[4] = {0, 0, 0, 0}, any = 0;
+  int64_t floats = 0;
+  for (int t = 0; t < 4; t++) {
+    if (t == 3 && !(p.has_mask && p.mask_dtype == FATTN_F32)) continue;
+    if (views[t]->dtype != FATTN_F32) continue; /* refused below: F32 only */
+    alias[t] = fattn__view_aliases(dims[t], views[t]->s, NULL);
+    if (!alias[t]) continue;
+    /* the dense copy may be far larger than the aliasing view */
+    int64_t n = 16;
+    for (int i = 0; i < 4; i++)
+      if (!fattn__mul_ok(n, views[t]->s[i] == 0 ? 1 : dims[t][i], &n))
+        return fattn__error(FATTN_ERROR_OVERFLOW, "oneDNN baseline: a dense copy overflows");
+    if (!fattn__add_ok(floats, n / 16 + 16, &floats) || floats > INT64_MAX / 8)
+      return fattn__error(FATTN_ERROR_OVERFLOW, "oneDNN baseline: a dense copy overflows");
+    any = 1;
+  }
+  if (!any) return run(ctx, pb);
+  int slot;
+  void *mem;
+  fattn_status st = fattn__workspace_acquire(ctx, (size_t)floats * sizeof(float), &slot, &mem);
+  if (st != FATTN_SUCCESS) return st;
+  float *dst = mem;
+  for (int t = 0; t < 4; t++)
+    if (alias[t]) dst += fattn__round_up(densify(views[t], dims[t], dst), 16);
+  st = run(ctx, &p);
+  fattn__workspace_done(ctx, slot, mem);
+  return st;
+}
+
+static fattn_status run(fattn_context *ctx, const fattn__problem *pb) {
   if (pb->has_lse)
     return fattn__error(FATTN_ERROR_UNSUPPORTED, "the oneDNN baseline does not compute lse");
   if (pb->q.dtype != FATTN_F32 || pb->k.dtype != FATTN_F32 || pb->v.dtype != FATTN_F32 ||

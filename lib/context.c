@@ -68,6 +68,7 @@ static fattn_status context_init(const fattn_context_options *opts, fattn_contex
   c->block_queries = o.block_queries;
   c->table = t;
   c->bf16_dot = bf16_dot;
+  c->layer_backend = FATTN_BACKEND_AUTO;
   if (pthread_mutex_init(&c->lock, NULL) != 0)
     return fattn__error(FATTN_ERROR_OUT_OF_MEMORY, "pthread_mutex_init failed");
   return FATTN_SUCCESS;

@@ -43,6 +43,12 @@ fattn_status fattn__validate(const fattn_tensor *q, const fattn_tensor *k, const
                              const fattn_tensor *out, const fattn_sdpa_params *params,
                              fattn__problem *pb);
 
+/* Nonzero when two index tuples of a view reach one element: with its dims
+ * longer than 1 and of nonzero stride sorted by stride, some stride does not
+ * exceed the span of the smaller ones (*which: that dim). Zero strides
+ * (broadcast) are left out. */
+int fattn__view_aliases(const int64_t dims[4], const int64_t strides[4], int *which);
+
 /* Keys row i may attend are [0, fattn__row_limit(pb, b, i)) (may be <= 0). */
 static inline int64_t fattn__row_limit(const fattn__problem *pb, int64_t b, int64_t i) {
   int64_t hi = pb->kv_lens ? (int64_t)pb->kv_lens[b] : pb->Lk;
@@ -189,6 +195,8 @@ struct fattn_context {
   fattn__workspace ws[FATTN__MAX_WORKSPACES];
   int nws;
   struct fattn__onednn_cache *onednn; /* created on first use, under `lock` */
+  fattn_backend layer_backend; /* the layers' fattn_sdpa calls: AUTO (the fuzzer's oracle
+                                  sets REFERENCE on a context of its own) */
 };
 
 /* Resolves NULL to the default context (created once); NULL on failure. */

@@ -290,6 +290,7 @@ static fattn_status attend(fattn_context *c, const fattn_mha *m, const fattn_mha
   fattn_sdpa_params p;
   fattn_sdpa_params_init(&p);
   p.causal = a->is_causal ? FATTN_CAUSAL_TOP_LEFT : FATTN_CAUSAL_NONE;
+  p.backend = c->layer_backend;
   fattn_tensor mk, lt;
   if (mp->kind) {
     mk = mp->t;

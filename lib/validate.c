@@ -74,28 +74,39 @@ static fattn_status check_tensor(const char *name, const fattn_tensor *t, int ma
   return FATTN_SUCCESS;
 }
 
-/* An output must not write one address twice: with its dims (longer than 1)
- * sorted by stride, each stride must exceed the span of the smaller ones. */
-static fattn_status check_no_self_overlap(const char *name, const fattn_tensor *t) {
+int fattn__view_aliases(const int64_t dims[4], const int64_t strides[4], int *which) {
   int idx[4], n = 0;
   for (int i = 0; i < 4; i++)
-    if (t->dims[i] > 1) idx[n++] = i;
+    if (dims[i] > 1 && strides[i] != 0) idx[n++] = i;
   for (int a = 1; a < n; a++) /* insertion sort by stride */
-    for (int b = a; b > 0 && t->strides[idx[b]] < t->strides[idx[b - 1]]; b--) {
+    for (int b = a; b > 0 && strides[idx[b]] < strides[idx[b - 1]]; b--) {
       int tmp = idx[b];
       idx[b] = idx[b - 1];
       idx[b - 1] = tmp;
     }
-  int64_t covered = 0; /* max offset reachable with the dims so far (fits: checked above) */
+  int64_t covered = 0; /* max offset reachable with the dims so far */
   for (int a = 0; a < n; a++) {
-    int i = idx[a];
-    if (t->strides[i] <= covered)
-      return fattn__error(FATTN_ERROR_INVALID_ARGUMENT,
-                          "%s->strides make elements alias (strides[%d] = %lld): an output must "
-                          "not overlap itself",
-                          name, i, (long long)t->strides[i]);
-    covered += (t->dims[i] - 1) * t->strides[i];
+    const int i = idx[a];
+    if (strides[i] <= covered) {
+      if (which) *which = i;
+      return 1;
+    }
+    covered += (dims[i] - 1) * strides[i];
   }
+  return 0;
+}
+
+/* An output must not write one address twice (nor be broadcast: a zero
+ * stride on a dim longer than 1). */
+static fattn_status check_no_self_overlap(const char *name, const fattn_tensor *t) {
+  int i = -1;
+  for (int d = 0; d < 4; d++)
+    if (t->dims[d] > 1 && t->strides[d] == 0) i = d;
+  if (i >= 0 || fattn__view_aliases(t->dims, t->strides, &i))
+    return fattn__error(FATTN_ERROR_INVALID_ARGUMENT,
+                        "%s->strides make elements alias (strides[%d] = %lld): an output must "
+                        "not overlap itself",
+                        name, i, (long long)t->strides[i]);
   return FATTN_SUCCESS;
 }
 

@@ -60,13 +60,14 @@ void tcase_describe(const tcase *c, char *buf, size_t n) {
   static const char *dt[] = {"f32", "f16", "bf16", "u8"};
   snprintf(buf, n,
            "B=%lld H=%lld Hkv=%lld Lq=%lld Lk=%lld D=%lld Dv=%lld causal=%s mask=%s%s%s kv_lens=%d "
-           "lse=%d layout=%s inner=%lld data=%s%s dtypes(q/kv/out)=%s/%s/%s seed=%llu",
+           "lse=%d layout=%s inner=%lld data=%s%s%s dtypes(q/kv/out)=%s/%s/%s seed=%llu",
            (long long)c->B, (long long)c->H, (long long)c->Hkv, (long long)c->Lq, (long long)c->Lk,
            (long long)c->D, (long long)c->Dv, causal[c->causal], mask[c->mask],
            c->mask_broadcast ? "(broadcast)" : "", c->mask_empty_rows ? "(empty rows)" : "",
            c->kv_lens, c->lse, c->layout == LAYOUT_BHSD ? "BHSD" : "BSHD",
            (long long)(c->inner > 1 ? c->inner : 1), data[c->data],
-           c->self_attention ? " self-attention(q=k=v)" : "", dt[c->dq & 3], dt[c->dkv & 3],
+           c->self_attention ? " self-attention(q=k=v)" : "",
+           c->overlap_rows ? " overlapping-rows" : "", dt[c->dq & 3], dt[c->dkv & 3],
            dt[c->dout & 3], (unsigned long long)c->seed);
 }
 
@@ -81,7 +82,7 @@ typedef struct buf {
 static const unsigned char SENTINEL = 0xA5;
 
 /* dims [d0, d1, d2, d3] in layout BHSD, or stored as [d0, d2, d1, d3] (BSHD) with
- * `pad` spare elements after each innermost row. */
+ * `pad` spare elements after each innermost row (pad < 0: rows overlap). */
 static int buf_make(buf *b, fattn_dtype dt, int64_t d0, int64_t d1, int64_t d2, int64_t d3,
                     tcase_layout layout, int64_t pad, int64_t inner) {
   b->esize = dt == FATTN_U8 ? 1 : dt == FATTN_F32 ? 4 : 2;
@@ -92,7 +93,8 @@ static int buf_make(buf *b, fattn_dtype dt, int64_t d0, int64_t d1, int64_t d2, 
   t->dims[2] = d2;
   t->dims[3] = d3;
   if (inner < 1) inner = 1;
-  const int64_t row = d3 * inner + pad;
+  int64_t row = d3 * inner + pad;
+  if (row < 1) row = 1;
   t->strides[3] = inner;
   if (layout == LAYOUT_BHSD) {
     t->strides[2] = row;
@@ -102,7 +104,10 @@ static int buf_make(buf *b, fattn_dtype dt, int64_t d0, int64_t d1, int64_t d2, 
     t->strides[2] = d1 * row;
   }
   t->strides[0] = d1 * d2 * row;
-  const size_t elems = (size_t)(d0 * d1 * d2 * row);
+  /* d0·d1·d2·row, or up to the last element when rows overlap */
+  const int64_t last = (d0 - 1) * t->strides[0] + (d1 - 1) * t->strides[1] +
+                       (d2 - 1) * t->strides[2] + (d3 - 1) * inner;
+  const size_t elems = (size_t)(d0 * d1 * d2 * row > last + 1 ? d0 * d1 * d2 * row : last + 1);
   b->guard = GUARD_BYTES;
   b->bytes = elems * b->esize;
   b->alloc = malloc(b->bytes + 2 * b->guard);
@@ -170,7 +175,8 @@ typedef struct problem {
 static int problem_make(problem *p, const tcase *c) {
   memset(p, 0, sizeof *p);
   uint64_t s = c->seed * 0x2545F4914F6CDD1Dull + 7;
-  const int64_t pad = c->layout == LAYOUT_BSHD ? 3 : 0;
+  int64_t pad = c->layout == LAYOUT_BSHD ? 3 : 0;
+  if (c->overlap_rows) pad = -(c->D * (c->inner > 1 ? c->inner : 1)) / 2;
   if (c->self_attention) { /* one buffer X seen as q, k and v */
     if (buf_make(&p->q, c->dq, c->B, c->H, c->Lq, c->D, c->layout, pad, c->inner)) return -1;
     for (int64_t b = 0; b < c->B; b++)
@@ -220,7 +226,7 @@ static int problem_make(problem *p, const tcase *c) {
   if (c->mask != MASK_NONE) {
     const int64_t mb = c->mask_broadcast ? 1 : c->B, mh = c->mask_broadcast ? 1 : c->H;
     if (buf_make(&p->mask, c->mask == MASK_U8 ? FATTN_U8 : FATTN_F32, mb, mh, c->Lq, c->Lk,
-                 LAYOUT_BHSD, 0, 1))
+                 LAYOUT_BHSD, c->overlap_rows ? -(c->Lk / 2) : 0, 1))
       return -1;
     for (int64_t b = 0; b < mb; b++)
       for (int64_t h = 0; h < mh; h++)

@@ -28,6 +28,7 @@ typedef struct tcase {
   tcase_data data;
   int self_attention;        /* k and v are views of q's buffer (needs H = Hkv, Lq = Lk, D = Dv) */
   int64_t inner;             /* innermost stride of q, k, v and out (0 or 1 = contiguous rows) */
+  int overlap_rows;          /* q, k, v and mask rows overlap (row stride about half a row) */
   fattn_dtype dq, dkv, dout; /* F32 (default), F16 or BF16: q; k and v; out */
   uint64_t seed;
 } tcase;

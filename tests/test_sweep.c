@@ -8,7 +8,7 @@
  * in a whole run and only then skipped, which is how the tests under a slow
  * emulator (qemu) keep the full sweep in pieces that fit their timeout.
  *
- * Three parts, each a deterministic sample of the cross product:
+ * Five parts, each a deterministic sample of the cross product:
  *  1. edges:    every head_dim × every length (Lq = Lk), GQA 2, no mask;
  *  2. pairs:    every (Lq, Lk) pair, head_dim and causal kind rotating;
  *  3. features: random cases over causal kinds × mask kinds (incl. broadcast
@@ -17,7 +17,9 @@
  *               innermost stride 1 or 2;
  *  4. dtypes:   the features of part 3 with half inputs and outputs: fp32 q
  *               with bf16 or f16 K/V, all-bf16, all-f16, f32 in with half
- *               out, mixed. */
+ *               out, mixed;
+ *  5. overlap:  q, k, v and masks whose rows overlap (row stride about half a
+ *               row), which the oneDNN baseline copies dense first. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -176,6 +178,23 @@ int main(int argc, char **argv) {
     run(&c, be);
   }
   printf("dtypes:   %d cases\n", cases - before);
+
+  /* 5. overlapping input rows: q, k, v and the mask with a row stride of
+   * about half a row (valid: elements may alias in inputs, never in outputs) */
+  before = cases;
+  for (int n = 0; n < (quick ? 8 : 24); n++) {
+    tcase c;
+    tcase_init(&c, rng_int(&r, 1, 2), 2, rng_int(&r, 1, 2), LENS[rng_int(&r, 0, 12)],
+               LENS[rng_int(&r, 0, 12)], DIMS[rng_int(&r, 2, NDIMS - 1)]);
+    c.overlap_rows = 1;
+    c.causal = (fattn_causal)rng_int(&r, 0, 2);
+    c.mask = (tcase_mask)rng_int(&r, 0, 2);
+    c.kv_lens = rng_int(&r, 0, 2) == 0;
+    c.inner = rng_int(&r, 0, 3) == 0 ? 2 : 1;
+    c.seed = seed++;
+    run(&c, be);
+  }
+  printf("overlap:  %d cases\n", cases - before);
   if (part_n > 1) printf("part %ld/%ld of %ld cases drawn\n", part_k, part_n, drawn);
   printf("%s: %d cases, worst |err|/tol = %.3f\n", fattn_backend_name(be), cases, worst);
   printf("%d passed, %d failed\n", cases - failed, failed);

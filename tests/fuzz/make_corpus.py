@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Writes the fuzzer's seed corpus (tests/fuzz/corpus/): a few hand-made
-problems (valid small ones of each feature, and each kind of bad input) plus
-deterministic random ones. Byte meanings: tests/fuzz/fuzz_sdpa.c."""
+"""Writes the fuzzers' seed corpora: tests/fuzz/corpus/ for fuzz_sdpa and
+tests/fuzz/corpus_layers/ for fuzz_layers, each a few hand-made problems (valid
+small ones of each feature, and each kind of bad input) plus deterministic
+random ones. Byte meanings: tests/fuzz/fuzz_sdpa.c, tests/fuzz/fuzz_layers.c."""
 import os, random
 
 here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
@@ -38,3 +39,39 @@ for name, head in seeds.items():
 for i in range(16):
     n = rng.choice([16, 64, 256, 1024])
     open(os.path.join(here, "random%02d" % i), "wb").write(bytes(rng.randrange(256) for _ in range(n)))
+
+# fuzz_layers: pick() reads c, then (when c % 24 >= 3) a byte v: 1 + (c // 24 + v) % max
+layers = os.path.join(os.path.dirname(here), "corpus_layers")
+os.makedirs(layers, exist_ok=True)
+def ld(n):
+    return [3, n - 1]
+
+# mha: sel(even), H, hsel, ksel, flags, [kdim, vdim if flags & 8], wnull,
+#      B, Lq, Lk, fsel, msel, asel, head-mask bits, data...
+# encoder: sel(odd), H, hsel, flags, esel, F, wnull, B, L, asel, msel, data...
+layer_seeds = {
+    "mha_self_avg_weights": [0, ld(2), 3, 1, 1, 0, ld(2), ld(5), ld(5), 1, 0, 1, 0xFF],
+    "mha_cross_kdim_vdim_mqa": [2, ld(2), 3, 2, 1 | 4 | 8, ld(6), ld(7), 0, ld(2), ld(4), ld(9),
+                                0, 1 | 4, 2, 0xFF],
+    "mha_masks_f32_perhead_causal_headmask": [4, ld(4), 1, 0, 1 | 2, 0, ld(2), ld(6), ld(7), 0,
+                                              1 | 2 | 4 | 8 | 16, 2 | 4 | 8, 0b11001111],
+    "mha_small_blocks_nobias": [4, ld(2), 7, 1, 2, 0, ld(3), ld(17), ld(19), 0, 1 | 4, 1, 0xFF],
+    "mha_bad_e_not_divisible": [0, ld(2), 22, 1, 1, 0, ld(1), ld(2), ld(2), 1, 0, 0, 0xFF],
+    "mha_bad_kv_heads": [0, ld(2), 3, 5, 1, 0, ld(1), ld(2), ld(2), 1, 0, 0, 0xFF],
+    "mha_bad_null_out_weight": [0, ld(2), 3, 1, 1, 1, ld(1), ld(2), ld(2), 1, 0, 0, 0xFF],
+    "mha_bad_forward_zero_batch": [0, ld(2), 3, 1, 1, 0, 0, ld(2), ld(2), 1, 0, 0, 0xFF],
+    "mha_bad_mask_dtype": [0, ld(2), 3, 1, 1, 0, ld(1), ld(3), ld(3), 1, 4 + 41 * 2, 0, 0xFF],
+    "enc_post_relu": [1, ld(2), 3, 4, 0, ld(16), 0, ld(2), ld(5), 0, 0],
+    "enc_pre_gelu_2layers_inplace": [3, ld(2), 3, 1 | 4 | 8, 1, ld(12), 0, ld(2), ld(6), 1 | 2,
+                                     1 | 4 | 8],
+    "enc_bad_eps_nan": [1, ld(2), 3, 4, 12, ld(8), 0, ld(1), ld(3), 0, 0],
+    "enc_bad_activation": [1, ld(2), 3, 4, 9, ld(8), 0, ld(1), ld(3), 0, 0],
+    "enc_bad_missing_linear2": [1, ld(2), 3, 4, 0, ld(8), 1, ld(1), ld(3), 0, 0],
+}
+for name, head in layer_seeds.items():
+    data = bytes(flat(head)) + bytes(rng.randrange(256) for _ in range(1024))
+    open(os.path.join(layers, name), "wb").write(data)
+for i in range(16):
+    n = rng.choice([32, 256, 1024, 2048])
+    open(os.path.join(layers, "random%02d" % i), "wb").write(
+        bytes([i % 8]) + bytes(rng.randrange(256) for _ in range(n)))
