@@ -65,8 +65,8 @@ static gemm_layout gemm_plan(const fattn_context *c, int64_t M, int64_t N, int64
   g.shared = g.ncb > 1;
   g.qtb = fattn__ws_piece_bytes(K * g.mb);
   /* per thread: Qt (K × mb; not when shared), St (NB × mb), ones (mb) */
-  g.per = (g.shared ? 0 : g.qtb) + fattn__ws_piece_bytes(GEMM__NB * g.mb) +
-          fattn__ws_piece_bytes(g.mb);
+  g.per =
+      (g.shared ? 0 : g.qtb) + fattn__ws_piece_bytes(GEMM__NB * g.mb) + fattn__ws_piece_bytes(g.mb);
   g.items = g.nrb * g.ncb;
   g.sharedb = g.shared ? g.nrb * g.qtb : 0;
   if (g.items < g.nth) g.nth = (int)g.items;

@@ -195,8 +195,8 @@ struct fattn_context {
   fattn__workspace ws[FATTN__MAX_WORKSPACES];
   int nws;
   struct fattn__onednn_cache *onednn; /* created on first use, under `lock` */
-  fattn_backend layer_backend; /* the layers' fattn_sdpa calls: AUTO (the fuzzer's oracle
-                                  sets REFERENCE on a context of its own) */
+  fattn_backend layer_backend;        /* the layers' fattn_sdpa calls: AUTO (the fuzzer's oracle
+                                         sets REFERENCE on a context of its own) */
 };
 
 /* Resolves NULL to the default context (created once); NULL on failure. */

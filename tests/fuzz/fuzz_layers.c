@@ -154,7 +154,7 @@ static void fuzz_mha(bytes *b, fattn_context *ctx) {
   const int64_t H = pick(b, 4, &bad, &huge);
   const unsigned hsel = take(b), ksel = take(b), flags = take(b);
   const int64_t hd = 1 + hsel % 8;
-  int64_t E = huge ? H : H * hd; /* a huge H: E overflows in the library, not here */
+  int64_t E = huge ? H : H * hd;       /* a huge H: E overflows in the library, not here */
   if (hsel % 19 == 3) E += 1, bad = 1; /* H does not divide E */
   int64_t Hkv = ksel % 3 == 0 ? 0 : ksel % 3 == 1 ? H : 1; /* MHA, MHA, MQA */
   if (ksel % 23 == 5) Hkv = H + 1, bad = 1;                /* does not divide H */
@@ -165,7 +165,7 @@ static void fuzz_mha(bytes *b, fattn_context *ctx) {
   cfg.bias = flags & 1;
   cfg.batch_first = (flags & 2) != 0;
   const int sep = (flags & 4) != 0; /* q/k/v_proj_weight instead of in_proj_weight */
-  if (flags & 8) { /* kdim / vdim of their own (the separate form needs them) */
+  if (flags & 8) { /* kdim / vdim of their own (valid only with the separate form) */
     cfg.kdim = pick(b, 12, &bad, &huge);
     cfg.vdim = pick(b, 12, &bad, &huge);
   }
@@ -187,8 +187,8 @@ static void fuzz_mha(bytes *b, fattn_context *ctx) {
     wv = filled(b, Ekv * vdim, 1.0f / (float)vdim);
     wo = filled(b, E * E, s), bo = filled(b, E, 0.5f);
   }
-  fattn_mha_weights w = {sep ? NULL : wi, bi, sep ? wq : NULL, sep ? wk : NULL, sep ? wv : NULL,
-                         wo, bo};
+  fattn_mha_weights w = {
+      sep ? NULL : wi, bi, sep ? wq : NULL, sep ? wk : NULL, sep ? wv : NULL, wo, bo};
   if (wnull == 1) w.out_proj_weight = NULL, bad = 1;
   if (wnull == 2 && cfg.bias) w.in_proj_bias = NULL, bad = 1;
   if (wnull == 3) sep ? (w.k_proj_weight = NULL) : (w.in_proj_weight = NULL), bad = 1;
@@ -212,7 +212,8 @@ static void fuzz_mha(bytes *b, fattn_context *ctx) {
     if (!self) fbad |= lbad, fhuge |= lhuge;
     const int ok = !fbad && !fhuge && B * Lq * Lk * H <= 20000;
     if (!fbad && !fhuge && !ok) goto done; /* valid but too slow: keep executions quick */
-    const int64_t nq = ok ? B * Lq * E : 1, nk = ok ? B * Lk * kdim : 1, nv = ok ? B * Lk * vdim : 1;
+    const int64_t nq = ok ? B * Lq * E : 1, nk = ok ? B * Lk * kdim : 1,
+                  nv = ok ? B * Lk * vdim : 1;
     float *q = filled(b, nq, 1.0f), *k = self ? q : filled(b, nk, 1.0f);
     float *v = self ? q : filled(b, nv, 1.0f);
     masks mk;
@@ -280,7 +281,7 @@ static void fuzz_encoder(bytes *b, fattn_context *ctx) {
   bad |= cfg.num_layers == 0;
   const int64_t F = cfg.dim_feedforward, NL = cfg.num_layers;
   const unsigned wnull = take(b) % 24; /* 1..5: a required weight missing */
-  int fbad = 0, fhuge = 0; /* the forward's scalars before any data */
+  int fbad = 0, fhuge = 0;             /* the forward's scalars before any data */
   const int64_t B = pick(b, 3, &fbad, &fhuge), L = pick(b, 20, &fbad, &fhuge);
   const unsigned asel = take(b), msel = take(b);
   fattn_encoder_layer_weights lw[2];
