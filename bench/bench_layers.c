@@ -1,6 +1,6 @@
 /* Layer benchmarks:
  *   gemm/<impl>/<shape>/threads:<n>     the layers' projections Y = X·Wᵀ + b:
- *                                       impl fattn (lib/gemm.c on the best table) or
+ *                                       impl fattn (lib/layers/gemm.c on the best table) or
  *                                       onednn (dnnl matmul, weights reordered once to
  *                                       the layout it prefers, like fattn packs once)
  *   mha/<table>/<shape>/threads:<n>     fattn_mha_forward, projections included

@@ -78,7 +78,7 @@ static int64_t g_block_keys, g_block_queries; /* --block-keys / --block-queries,
 static fattn_dtype g_dt[3] = {FATTN_F32, FATTN_F32, FATTN_F32}; /* --dtypes: q, k/v, out */
 
 /* Whether fattn runs Q·Kᵀ of this benchmark with vdpbf16ps (the rule of
- * lib/api.c: the avx512 table, BF16 K, BF16 q or FATTN_BF16_DOT=on, unless
+ * lib/core/api.c: the avx512 table, BF16 K, BF16 q or FATTN_BF16_DOT=on, unless
  * FATTN_BF16_DOT=off; the CPU has AVX512_BF16 when its probe ran), and not
  * on the decode path (Lq = 1 per unit). Its pct_peak then divides by the
  * peak of the mix: Q·Kᵀ at the vdpbf16ps rate, P·V at the FMA rate. */

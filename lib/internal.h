@@ -181,7 +181,7 @@ typedef struct fattn__workspace {
 
 #define FATTN__MAX_WORKSPACES 64
 
-struct fattn__onednn_cache; /* backend_onednn.c: primitives per problem */
+#define FATTN__MAX_BACKENDS 4 /* registered backends (backends/registry.c) */
 
 struct fattn_context {
   int num_threads;
@@ -194,9 +194,9 @@ struct fattn_context {
   pthread_mutex_t lock;             /* guards the workspace pool */
   fattn__workspace ws[FATTN__MAX_WORKSPACES];
   int nws;
-  struct fattn__onednn_cache *onednn; /* created on first use, under `lock` */
-  fattn_backend layer_backend;        /* the layers' fattn_sdpa calls: AUTO (the fuzzer's oracle
-                                         sets REFERENCE on a context of its own) */
+  void *backend_state[FATTN__MAX_BACKENDS]; /* the registered backends', under `lock` */
+  fattn_backend layer_backend; /* the layers' fattn_sdpa calls: AUTO (the fuzzer's oracle
+                                  sets REFERENCE on a context of its own) */
 };
 
 /* Resolves NULL to the default context (created once); NULL on failure. */
@@ -246,10 +246,29 @@ void fattn__driver_run(const fattn__problem *pb, const fattn__kernel_table *t,
  * OUT_OF_MEMORY before writing anything. */
 fattn_status fattn__reference_run(const fattn__problem *pb);
 
-/* oneDNN baseline (backend_onednn.c, built with FATTN_HAVE_ONEDNN). */
-fattn_status fattn__onednn_run(fattn_context *ctx, const fattn__problem *pb);
-void fattn__onednn_cache_free(struct fattn__onednn_cache *c);
-const char *fattn__onednn_version(void);
+/* ---- backends beyond the kernel tables (backends/registry.c) ---------------------
+ *
+ * A backend that is not a kernel table (the oneDNN baseline, built with
+ * FATTN_HAVE_ONEDNN) registers these hooks in backends/registry.c; the rest of
+ * the framework reaches it only through them, never by name. Per context it
+ * may keep state (the oneDNN primitive cache) in the slot
+ * fattn__backend_state gives, created under ctx->lock and freed by its
+ * state_free when the context is destroyed. */
+typedef struct fattn__backend_ops {
+  fattn_backend id;
+  fattn_status (*run)(fattn_context *ctx, const fattn__problem *pb);
+  void (*state_free)(void *state); /* NULL: keeps no per-context state */
+  const char *(*version)(void);    /* the library's version, for runtime info */
+} fattn__backend_ops;
+
+/* The registered backend for `id`, or NULL (then *why, when given, says how
+ * to build it in, for a backend this build could have had). */
+const fattn__backend_ops *fattn__backend_find(fattn_backend id, const char **why);
+/* The i-th registered backend (i < FATTN__MAX_BACKENDS), or NULL past the last. */
+const fattn__backend_ops *fattn__backend_at(int i);
+/* The context's state slot of a registered backend (read and written under
+ * ctx->lock). */
+void **fattn__backend_state(fattn_context *ctx, const fattn__backend_ops *ops);
 
 /* ---- allocation (alloc.c): one place, with fault injection for the tests ----------- */
 

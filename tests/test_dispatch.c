@@ -7,7 +7,7 @@
 
 #include "harness.h"
 
-/* Does this CPU run the ISA? Independent of lib/cpu_features.c: gcc's own
+/* Does this CPU run the ISA? Independent of lib/core/cpu_features.c: gcc's own
  * probe (which also checks that the OS enabled the register state). */
 static int cpu_has(fattn_backend b) {
 #if defined(__x86_64__) || defined(__i386__)

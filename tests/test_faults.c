@@ -1,4 +1,4 @@
-/* Fault injection: every allocation fattn makes goes through lib/alloc.c,
+/* Fault injection: every allocation fattn makes goes through lib/runtime/alloc.c,
  * whose private hook makes the n-th next one fail. For each entry point and
  * each n up to the number of allocations the call makes, the call must
  * return FATTN_ERROR_OUT_OF_MEMORY with a message, leave out and lse

@@ -278,7 +278,7 @@ static void test_head_mask(fattn_context *ctx, const char *name, const uint8_t *
   unload(&f);
 }
 
-/* The projections' GEMM (lib/gemm.c) against double precision across its
+/* The projections' GEMM (lib/layers/gemm.c) against double precision across its
  * edges: rows around the table's row block, columns around the 48-column
  * block and the chunks the thread count makes, reductions of 1 to 129, with
  * and without bias, row strides wider than the rows; guard values around Y. */
@@ -326,7 +326,7 @@ static void test_gemm(fattn_context *ctx, const char *name) {
   checks++;
 }
 
-/* Allocation failures (lib/alloc.c's hook): the n-th allocation of create +
+/* Allocation failures (lib/runtime/alloc.c's hook): the n-th allocation of create +
  * forward on a fresh context fails, for n = 1, 2, ... until none is left.
  * Each must give OUT_OF_MEMORY with a message and leave out and the
  * attention weights untouched; afterwards the same call matches PyTorch.

@@ -74,15 +74,10 @@ fattn_status fattn_sdpa(fattn_context *ctx, const fattn_tensor *q, const fattn_t
   fattn_status st = prepare(ctx, q, k, v, out, params, &pb, &c, &t, &plan);
   if (st != FATTN_SUCCESS) return st;
   if (params->backend == FATTN_BACKEND_REFERENCE) return fattn__reference_run(&pb);
-  if (params->backend == FATTN_BACKEND_ONEDNN) {
-#if defined(FATTN_HAVE_ONEDNN)
-    return fattn__onednn_run(c, &pb);
-#else
-    return fattn__error(FATTN_ERROR_UNSUPPORTED,
-                        "the oneDNN baseline is not in this build (configure with oneDNN: "
-                        "apt-get install libdnnl-dev, FATTN_WITH_ONEDNN=ON)");
-#endif
-  }
+  const char *why = NULL;
+  const fattn__backend_ops *ops = fattn__backend_find(params->backend, &why);
+  if (ops) return ops->run(c, &pb);
+  if (why) return fattn__error(FATTN_ERROR_UNSUPPORTED, "%s", why);
   int slot;
   void *ws;
   const size_t bytes = (size_t)plan.total_bytes;

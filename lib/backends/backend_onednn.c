@@ -64,6 +64,10 @@ typedef struct entry {
   float *causal_mask; /* [Lq, Lk], when the causal mask is all the mask there is */
 } entry;
 
+/* The hooks this backend registers (backends/registry.c), defined at the end. */
+extern const fattn__backend_ops fattn__onednn_ops;
+
+/* Per context (its backend state slot): primitives per problem. */
 struct fattn__onednn_cache {
   entry e[FATTN__DNNL_CACHE];
   unsigned long tick;
@@ -93,14 +97,15 @@ static void entry_free(entry *e) {
   memset(e, 0, sizeof *e);
 }
 
-const char *fattn__onednn_version(void) {
+static const char *onednn_version(void) {
   static char v[32];
   const dnnl_version_t *d = dnnl_version();
   snprintf(v, sizeof v, "%d.%d.%d", d->major, d->minor, d->patch);
   return v;
 }
 
-void fattn__onednn_cache_free(struct fattn__onednn_cache *c) {
+static void cache_free(void *state) {
+  struct fattn__onednn_cache *c = state;
   if (!c) return;
   for (int i = 0; i < FATTN__DNNL_CACHE; i++)
     if (c->e[i].used) entry_free(&c->e[i]);
@@ -312,8 +317,9 @@ static fattn_status lookup(fattn_context *ctx, const fattn__problem *pb, entry *
   const key k = make_key(pb);
   *temp = 0;
   pthread_mutex_lock(&ctx->lock);
-  if (!ctx->onednn) ctx->onednn = fattn__calloc(1, sizeof *ctx->onednn);
-  struct fattn__onednn_cache *c = ctx->onednn;
+  void **state = fattn__backend_state(ctx, &fattn__onednn_ops);
+  if (!*state) *state = fattn__calloc(1, sizeof(struct fattn__onednn_cache));
+  struct fattn__onednn_cache *c = *state;
   entry *hit = NULL, *slot = NULL;
   for (int i = 0; c && i < FATTN__DNNL_CACHE; i++) {
     entry *e = &c->e[i];
@@ -347,7 +353,7 @@ static fattn_status lookup(fattn_context *ctx, const fattn__problem *pb, entry *
   if (st != FATTN_SUCCESS) {
     entry_free(e);
   } else if (!*temp) {
-    e->used = (int)++ctx->onednn->tick;
+    e->used = (int)++c->tick;
   }
   pthread_mutex_unlock(&ctx->lock);
   if (st != FATTN_SUCCESS) {
@@ -461,7 +467,7 @@ static fattn_status run(fattn_context *ctx, const fattn__problem *pb);
  * fattn_sdpa that every other backend reads as it is). Such q, k, v or F32
  * mask is copied dense into the workspace first, so that the baseline
  * computes what the other backends do; the copy counts in its time. */
-fattn_status fattn__onednn_run(fattn_context *ctx, const fattn__problem *pb) {
+static fattn_status onednn_run(fattn_context *ctx, const fattn__problem *pb) {
   fattn__problem p = *pb;
   fattn__view *views[4] = {&p.q, &p.k, &p.v, &p.mask};
   const int64_t dims[4][4] = {{p.B, p.H, p.Lq, p.D},
@@ -604,3 +610,6 @@ static fattn_status run(fattn_context *ctx, const fattn__problem *pb) {
   release(ctx, e, temp);
   return st;
 }
+
+const fattn__backend_ops fattn__onednn_ops = {FATTN_BACKEND_ONEDNN, onednn_run, cache_free,
+                                              onednn_version};

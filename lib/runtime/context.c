@@ -92,9 +92,9 @@ void fattn_context_destroy(fattn_context *ctx) {
   if (!ctx) return;
   for (int i = 0; i < ctx->nws; i++)
     free(ctx->ws[i].mem);
-#if defined(FATTN_HAVE_ONEDNN)
-  fattn__onednn_cache_free(ctx->onednn);
-#endif
+  for (int i = 0; fattn__backend_at(i); i++)
+    if (ctx->backend_state[i] && fattn__backend_at(i)->state_free)
+      fattn__backend_at(i)->state_free(ctx->backend_state[i]);
   pthread_mutex_destroy(&ctx->lock);
   free(ctx);
 }
@@ -217,10 +217,11 @@ fattn_status fattn_get_runtime_info(fattn_context *ctx, fattn_runtime_info *info
 #if defined(FATTN_HAVE_HWLOC)
   info->has_hwloc = 1;
 #endif
-#if defined(FATTN_HAVE_ONEDNN)
-  info->has_onednn = 1;
-  snprintf(info->onednn_version, sizeof info->onednn_version, "%s", fattn__onednn_version());
-#endif
+  const fattn__backend_ops *onednn = fattn__backend_find(FATTN_BACKEND_ONEDNN, NULL);
+  if (onednn) {
+    info->has_onednn = 1;
+    snprintf(info->onednn_version, sizeof info->onednn_version, "%s", onednn->version());
+  }
   snprintf(info->notes, sizeof info->notes, "topology from %s; %s",
            t->from_hwloc ? "hwloc" : "sysconf (no hwloc)", c->pin_note);
   binding_string(c, t, info->binding, sizeof info->binding);
