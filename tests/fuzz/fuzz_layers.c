@@ -26,18 +26,8 @@
 #include <string.h>
 
 #include "fattn.h"
+#include "fuzz_common.h"
 #include "internal.h" /* lib/: the oracle context's layer_backend */
-
-typedef struct bytes {
-  const uint8_t *p;
-  size_t n;
-} bytes;
-
-static unsigned take(bytes *b) { /* 0 once the input is used up */
-  if (!b->n) return 0;
-  b->n--;
-  return *b->p++;
-}
 
 /* 1..max mostly; sometimes 0, negative or huge (then *bad is set) */
 static int64_t pick(bytes *b, int64_t max, int *bad, int *huge) {
@@ -50,23 +40,10 @@ static int64_t pick(bytes *b, int64_t max, int *bad, int *huge) {
   }
 }
 
-#define POISON 0x7fc0deadu
-
 static float *poisoned(int64_t n) {
   float *x = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
-  const uint32_t u = POISON;
-  for (int64_t i = 0; i < n; i++)
-    memcpy(&x[i], &u, 4);
+  fill_poison(x, (size_t)(n > 0 ? n : 0));
   return x;
-}
-
-static int is_poison(const float *x, int64_t n) {
-  for (int64_t i = 0; i < n; i++) {
-    uint32_t u;
-    memcpy(&u, &x[i], 4);
-    if (u != POISON) return 0;
-  }
-  return 1;
 }
 
 /* Small exact values from the input (then a fixed pattern), times `s`. */
@@ -240,7 +217,8 @@ static void fuzz_mha(bytes *b, fattn_context *ctx) {
     count(st);
     if (st != FATTN_SUCCESS) {
       check(fattn_last_error()[0] != '\0', "mha_forward failed without a message", st);
-      check(is_poison(out, no) && is_poison(aw, nw), "a failed mha_forward wrote its outputs", st);
+      check(is_poison(out, (size_t)no) && is_poison(aw, (size_t)nw),
+            "a failed mha_forward wrote its outputs", st);
     } else {
       check(!abad, "mha_forward accepted invalid arguments", st);
       a.out = out2, a.attn_weights = weights ? aw2 : NULL;
@@ -347,7 +325,7 @@ static void fuzz_encoder(bytes *b, fattn_context *ctx) {
     count(st);
     if (st != FATTN_SUCCESS) {
       check(fattn_last_error()[0] != '\0', "encoder_forward failed without a message", st);
-      check(inplace ? !memcmp(src, copy, (size_t)n * sizeof(float)) : is_poison(out, n),
+      check(inplace ? !memcmp(src, copy, (size_t)n * sizeof(float)) : is_poison(out, (size_t)n),
             "a failed encoder_forward wrote its output", st);
     } else {
       check(!abad, "encoder_forward accepted invalid arguments", st);

@@ -20,18 +20,8 @@
 #include <string.h>
 
 #include "fattn.h"
+#include "fuzz_common.h"
 #include "half.h" /* lib/: exact conversions, to fill half inputs */
-
-typedef struct bytes {
-  const uint8_t *p;
-  size_t n;
-} bytes;
-
-static unsigned take(bytes *b) { /* 0 once the input is used up */
-  if (!b->n) return 0;
-  b->n--;
-  return *b->p++;
-}
 
 static int64_t pick_dim(bytes *b, int64_t small_max, int *huge) {
   const unsigned c = take(b);
@@ -42,23 +32,6 @@ static int64_t pick_dim(bytes *b, int64_t small_max, int *huge) {
   case 3: return -(int64_t)(c / 16);                /* invalid */
   default: return 1 + (int64_t)((c / 16) * 256 + take(b)) % small_max;
   }
-}
-
-#define POISON 0x7fc0deadu
-
-static void fill_poison(float *x, size_t n) {
-  const uint32_t u = POISON;
-  for (size_t i = 0; i < n; i++)
-    memcpy(&x[i], &u, 4);
-}
-
-static int is_poison(const float *x, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    uint32_t u;
-    memcpy(&u, &x[i], 4);
-    if (u != POISON) return 0;
-  }
-  return 1;
 }
 
 /* A [d0, d1, d2, d3] view in one of several layouts; the buffer covers exactly
