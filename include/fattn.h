@@ -17,7 +17,7 @@ extern "C" {
 #endif
 
 #define FATTN_VERSION_MAJOR 0
-#define FATTN_VERSION_MINOR 3
+#define FATTN_VERSION_MINOR 4
 #define FATTN_VERSION_PATCH 0
 
 #if defined(_WIN32) && defined(FATTN_SHARED_BUILD)
@@ -50,8 +50,20 @@ FATTN_API const char *fattn_last_error(void);
 
 /* q, k, v and out: F32, F16 (IEEE binary16) or BF16, each independently;
  * computation is in f32 (half inputs converted exactly, out rounded to nearest
- * even). Masks: F32 (additive) or U8 (keep-mask). lse: F32. */
-typedef enum fattn_dtype { FATTN_F32, FATTN_F16, FATTN_BF16, FATTN_U8 } fattn_dtype;
+ * even). Masks: F32 (additive) or U8 (keep-mask). lse: F32.
+ * k and v may also be a quantized KV cache: I8 (symmetric, value = scale · int8),
+ * F8_E4M3 (OCP e4m3fn: no infinities, 0x7f / 0xff are NaN, max 448) or
+ * F8_E5M2 (IEEE-like, max 57344), each with its F32 scales (k_scale /
+ * v_scale in fattn_sdpa_params); they are dequantised on load, in f32. */
+typedef enum fattn_dtype {
+  FATTN_F32,
+  FATTN_F16,
+  FATTN_BF16,
+  FATTN_U8,
+  FATTN_I8,      /* k / v only */
+  FATTN_F8_E4M3, /* k / v only */
+  FATTN_F8_E5M2  /* k / v only */
+} fattn_dtype;
 
 /* A strided 4-D view. Logical order [batch, heads, seq, head_dim]; masks
  * [batch, heads, q, k]. Strides are in elements and must be >= 0. Any layout
@@ -98,9 +110,76 @@ typedef struct fattn_sdpa_params {
   const fattn_tensor *lse; /* optional output, F32 dims [B, H, Lq, 1]: log of the softmax
                               denominator, natural log, of the scaled+masked scores */
   fattn_backend backend;   /* AUTO picks the best available */
+
+  /* ---- inference-engine features (0.4). Every one is optional and composes
+   * with the others and with the fields above, on every fused table and the
+   * reference; the oneDNN baseline returns UNSUPPORTED for them. Conventions
+   * are FlashAttention's (flash_attn_varlen_func, flash_attn_with_kvcache).
+   *
+   * Sequence lengths. Without cu_seqlens_q every sequence has Lq = q->dims[2]
+   * queries; without cu_seqlens_k / block_table it has Lk = k->dims[2] keys.
+   * "The diagonal" of sequence b is j = i + (Lk_b - Lq_b) (bottom-right, as
+   * in FlashAttention), except with FATTN_CAUSAL_TOP_LEFT: j = i. */
+
+  /* Sliding window: query i attends keys j with
+   *   diag(i) - window_left <= j <= diag(i) + window_right;
+   * -1 = unbounded on that side (the default; FlashAttention's window_size =
+   * (-1, -1)). Causal masks still apply (so causal + window_left = W is
+   * Mistral's window of W + 1 keys). Key blocks outside every row's window are
+   * never read: the cost grows with the window, not with Lk. */
+  int64_t window_left, window_right;
+  /* ALiBi: optional [H] F32 slopes; score(i, j) += -slope_h · |diag(i) - j|
+   * (FlashAttention's alibi_slopes; with a causal mask it equals
+   * slope_h · (j - i) up to a per-row constant, which softmax ignores). */
+  const float *alibi_slopes;
+  /* Logit softcap (Gemma 2): s <- softcap · tanh(s / softcap) on the scaled
+   * score, before ALiBi and masks. 0 = off; else finite and > 0. */
+  float softcap;
+  /* Attention sinks (gpt-oss): optional [H] F32 logits, one per query head,
+   * that join each row's softmax denominator with no value:
+   *   out = Σ_j e^(s_j) v_j / (e^(sink_h) + Σ_j e^(s_j)),  lse includes it.
+   * The sink is not multiplied by `scale`. A row with no key gets zeros. */
+  const float *sinks;
+
+  /* Variable-length packed batch (FlashAttention's varlen API). With
+   * cu_seqlens_q ([num_seqs + 1], non-decreasing, from 0): q, out (and lse)
+   * hold the sequences' queries packed along dims[2]: q dims [1, H, total_q,
+   * D] with total_q = cu_seqlens_q[num_seqs] (a [total_q, H, D] buffer is
+   * strides {0, D, H·D, 1}); sequence b is rows cu_seqlens_q[b] ..
+   * cu_seqlens_q[b+1] - 1. With cu_seqlens_k likewise for k and v (dims [1,
+   * Hkv, total_k, D]). Without cu_seqlens_q, num_seqs = q->dims[0]. */
+  int64_t num_seqs; /* required with cu_seqlens_q; else 0 or q->dims[0] */
+  const int32_t *cu_seqlens_q;
+  const int32_t *cu_seqlens_k;
+  /* Keys actually used per sequence ([num_seqs], FlashAttention's seqused_k /
+   * cache_seqlens): with cu_seqlens_k, at most the packed length; required
+   * with block_table. */
+  const int32_t *seqused_k;
+
+  /* Paged KV cache (vLLM, flash_attn_with_kvcache): k and v are pools of
+   * blocks, dims [num_blocks, Hkv, block_size, D] in fattn's order (vLLM's
+   * [num_blocks, block_size, Hkv, D] buffer is strides {block_size·Hkv·D, D,
+   * Hkv·D, 1}); key j of sequence b is row j % block_size of block
+   * block_table[b · block_table_stride + j / block_size]. Only the entries
+   * below ceil(seqused_k[b] / block_size) are read, and each must be in
+   * [0, num_blocks). New tokens are written into the cache by the caller
+   * first (chunked prefill: the queries are the last Lq_b keys, bottom-right
+   * causal). attn_mask and kv_lens are not available with varlen or paged
+   * inputs (UNSUPPORTED). */
+  const int32_t *block_table;
+  int64_t block_table_stride; /* entries per sequence (max_blocks_per_seq) */
+
+  /* Quantized K / V scales (required for I8 / F8 k or v, ignored otherwise):
+   * F32 tensors with dims [k0 or 1, Hkv, k2 or 1, 1] for k's dims k0, k2
+   * (for a paged pool: [num_blocks or 1, Hkv, block_size or 1, 1]); a dim of
+   * 1 or stride 0 broadcasts. Per (token, kv head) for I8 (vLLM's symmetric
+   * int8 cache), per kv head ({1, Hkv, 1, 1}) for F8. Each scale finite > 0. */
+  const fattn_tensor *k_scale, *v_scale;
 } fattn_sdpa_params;
 
-/* scale 0 (default), no causal mask, no mask, no kv_lens, no lse, AUTO backend. */
+/* scale 0 (default), no causal mask, no mask, no kv_lens, no lse, AUTO
+ * backend; no window (-1, -1), no ALiBi, softcap or sinks, dense (not varlen,
+ * not paged), no scales. */
 FATTN_API void fattn_sdpa_params_init(fattn_sdpa_params *p);
 
 /* Where the library's OpenMP threads run during a call. The calling thread is

@@ -56,4 +56,16 @@ static inline uint16_t fattn__f32_to_f16(float f) {
   return (uint16_t)(sign | q);
 }
 
+/* FP8 (OCP 8-bit floats) to f32, exact. E5M2 is the top byte of an F16;
+ * E4M3 ("fn") has no infinities: S.1111.111 is NaN, the largest is 448. */
+static inline float fattn__e5m2_to_f32(uint8_t b) { return fattn__f16_to_f32((uint16_t)(b << 8)); }
+
+static inline float fattn__e4m3_to_f32(uint8_t b) {
+  const uint32_t sign = (uint32_t)(b & 0x80u) << 24, e = (b >> 3) & 0xf, m = b & 7;
+  if (e == 0xf && m == 7) return fattn__bits_f32(sign | 0x7fc00000u); /* NaN */
+  if (e != 0) return fattn__bits_f32(sign | ((e + 120) << 23) | (m << 20));
+  const float x = (float)m * 0.001953125f; /* subnormal: m · 2^-9 */
+  return sign ? -x : x;
+}
+
 #endif

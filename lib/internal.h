@@ -36,7 +36,54 @@ typedef struct fattn__problem {
   const int32_t *kv_lens;
   int has_lse;
   fattn__view lse;
+  /* Inference-engine features (fattn_sdpa_params). Sequence b has
+   * fattn__seq_lq / fattn__seq_lk queries / keys; Lq and Lk above are their
+   * maxima (the dense dims when not varlen). */
+  int64_t win_left, win_right; /* -1: unbounded */
+  const float *alibi;          /* [H] or NULL */
+  float softcap;               /* 0: off */
+  const float *sinks;          /* [H] or NULL */
+  const int32_t *cu_q, *cu_k, *seqused_k;
+  const int32_t *block_table; /* paged K / V: k, v views are the pools */
+  int64_t bt_stride, page;    /* entries per sequence; keys per block */
+  int k_scaled, v_scaled;     /* I8 / F8 K / V: scales in k_scale / v_scale */
+  fattn__view k_scale, v_scale;
+  int features; /* nonzero when any of the above is used (not the oneDNN baseline's) */
 } fattn__problem;
+
+/* Queries and keys of sequence b. */
+static inline int64_t fattn__seq_lq(const fattn__problem *pb, int64_t b) {
+  return pb->cu_q ? (int64_t)pb->cu_q[b + 1] - pb->cu_q[b] : pb->Lq;
+}
+static inline int64_t fattn__seq_lk(const fattn__problem *pb, int64_t b) {
+  if (pb->seqused_k) return pb->seqused_k[b];
+  return pb->cu_k ? (int64_t)pb->cu_k[b + 1] - pb->cu_k[b] : pb->Lk;
+}
+/* The (dim 0, dim 2) index of query row i of sequence b in q / out / lse. */
+static inline void fattn__q_index(const fattn__problem *pb, int64_t b, int64_t i, int64_t *d0,
+                                  int64_t *d2) {
+  *d0 = pb->cu_q ? 0 : b;
+  *d2 = pb->cu_q ? pb->cu_q[b] + i : i;
+}
+/* The (dim 0, dim 2) index of key j of sequence b in k / v (and their
+ * scales), and how many keys from j on are rows of that one view position
+ * with a common row stride (the rest of a page; unbounded when not paged). */
+static inline void fattn__k_index(const fattn__problem *pb, int64_t b, int64_t j, int64_t *d0,
+                                  int64_t *d2, int64_t *run) {
+  if (pb->block_table) {
+    *d0 = pb->block_table[b * pb->bt_stride + j / pb->page];
+    *d2 = j % pb->page;
+    *run = pb->page - *d2;
+  } else {
+    *d0 = pb->cu_k ? 0 : b;
+    *d2 = pb->cu_k ? pb->cu_k[b] + j : j;
+    *run = INT64_MAX;
+  }
+}
+/* Offset of the diagonal of sequence b: row i's is key i + it. */
+static inline int64_t fattn__diag(const fattn__problem *pb, int64_t b) {
+  return pb->causal == FATTN_CAUSAL_TOP_LEFT ? 0 : fattn__seq_lk(pb, b) - fattn__seq_lq(pb, b);
+}
 
 /* Checks every argument of fattn_sdpa and fills `pb`; writes nothing else. */
 fattn_status fattn__validate(const fattn_tensor *q, const fattn_tensor *k, const fattn_tensor *v,
@@ -49,15 +96,26 @@ fattn_status fattn__validate(const fattn_tensor *q, const fattn_tensor *k, const
  * (broadcast) are left out. */
 int fattn__view_aliases(const int64_t dims[4], const int64_t strides[4], int *which);
 
-/* Keys row i may attend are [0, fattn__row_limit(pb, b, i)) (may be <= 0). */
+/* Keys row i of sequence b may attend are [fattn__row_start, fattn__row_limit)
+ * (an empty range when start >= limit). Both grow with i. */
 static inline int64_t fattn__row_limit(const fattn__problem *pb, int64_t b, int64_t i) {
-  int64_t hi = pb->kv_lens ? (int64_t)pb->kv_lens[b] : pb->Lk;
-  int64_t c = pb->Lk;
+  const int64_t lk = fattn__seq_lk(pb, b);
+  int64_t hi = pb->kv_lens ? (int64_t)pb->kv_lens[b] : lk;
+  int64_t c = lk;
   if (pb->causal == FATTN_CAUSAL_TOP_LEFT)
     c = i + 1;
   else if (pb->causal == FATTN_CAUSAL_BOTTOM_RIGHT)
-    c = i + 1 + (pb->Lk - pb->Lq);
+    c = i + 1 + (lk - fattn__seq_lq(pb, b));
+  if (pb->win_right >= 0) {
+    const int64_t w = i + fattn__diag(pb, b) + pb->win_right + 1;
+    if (w < c) c = w;
+  }
   return c < hi ? c : hi;
+}
+static inline int64_t fattn__row_start(const fattn__problem *pb, int64_t b, int64_t i) {
+  if (pb->win_left < 0) return 0;
+  const int64_t s = i + fattn__diag(pb, b) - pb->win_left;
+  return s > 0 ? s : 0;
 }
 
 /* ---- CPU features and dispatch ------------------------------------------------ */
@@ -151,11 +209,12 @@ typedef struct fattn__plan {
   int64_t bn;       /* keys per block */
   int64_t rows_pad; /* G·bm rounded up to the table's rw */
   int64_t per_thread_bytes;
-  int64_t nchunks;     /* key chunks per unit (split-KV); 1 = no split */
-  int64_t chunk;       /* keys per chunk, a multiple of bn (Lk when not split) */
-  int64_t items;       /* units × nchunks: the parallel loop's trip count */
-  int64_t slot_bytes;  /* one partial result (nchunks > 1), after the per-thread pieces */
-  int64_t total_bytes; /* the whole workspace: per_thread_bytes × nthreads + partials */
+  int64_t nchunks;       /* most key chunks of a unit (split-KV); 1 = no split */
+  int64_t chunk;         /* keys per chunk, a multiple of bn; 0 = no split */
+  int64_t items;         /* Σ units × their chunks: the parallel loop's trip count */
+  int64_t slot_bytes;    /* one partial result (nchunks > 1), after the per-thread pieces */
+  int64_t partial_bytes; /* slot_bytes × items; the schedule (4B + 1 int64) follows */
+  int64_t total_bytes;   /* the whole workspace: per_thread_bytes × nthreads + partials */
   int nthreads;
   fattn_pin_policy pin;                  /* NONE, CORES or NUMA: set by the caller of the driver */
   const fattn__bf16_dot_table *bf16_dot; /* Q·Kᵀ of row-vector units; NULL: the table's qk */
@@ -165,6 +224,12 @@ typedef struct fattn__plan {
  * 64-byte boundary. plan.c sizes the workspace and driver.c carves it with
  * this one rule. */
 static inline int64_t fattn__ws_piece_bytes(int64_t floats) { return (floats * 4 + 63) / 64 * 64; }
+
+/* Sequence b's work with query blocks of bm and key chunks of `chunk` (0:
+ * none): *nqb query blocks, *nc chunks per unit, *span the most keys one
+ * unit may attend (from its first row's range start to its last row's limit). */
+void fattn__seq_work(const fattn__problem *pb, int64_t bm, int64_t chunk, int64_t b, int64_t *nqb,
+                     int64_t *nc, int64_t *span);
 
 /* block_keys / block_queries: 0 = derive from the caches (see plan.c). */
 fattn_status fattn__make_plan(const fattn__problem *pb, const fattn__kernel_table *t, int nthreads,

@@ -468,6 +468,10 @@ static fattn_status run(fattn_context *ctx, const fattn__problem *pb);
  * mask is copied dense into the workspace first, so that the baseline
  * computes what the other backends do; the copy counts in its time. */
 static fattn_status onednn_run(fattn_context *ctx, const fattn__problem *pb) {
+  if (pb->features)
+    return fattn__error(FATTN_ERROR_UNSUPPORTED,
+                        "the oneDNN baseline runs dense attention only (no window, ALiBi, softcap, "
+                        "sinks, varlen, paged or quantized K / V)");
   fattn__problem p = *pb;
   fattn__view *views[4] = {&p.q, &p.k, &p.v, &p.mask};
   const int64_t dims[4][4] = {{p.B, p.H, p.Lq, p.D},

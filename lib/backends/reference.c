@@ -18,23 +18,25 @@ fattn_status fattn__reference_run(const fattn__problem *pb) {
   const double scale = (double)pb->scale;
   for (int64_t b = 0; b < pb->B; b++)
     for (int64_t h = 0; h < pb->H; h++) {
-      const int64_t hk = h / pb->G;
-      for (int64_t i = 0; i < pb->Lq; i++) {
-        const int64_t lim = fattn__row_limit(pb, b, i);
-        /* pass 1: scores and their maximum */
-        double mx = -INFINITY;
+      const int64_t hk = h / pb->G, lq = fattn__seq_lq(pb, b), lk = fattn__seq_lk(pb, b);
+      for (int64_t i = 0; i < lq; i++) {
+        const int64_t lo = fattn__row_start(pb, b, i), lim = fattn__row_limit(pb, b, i);
+        const void *qrow = fattn__q_row(pb, b, h, i);
+        /* pass 1: scores and their maximum; a sink is one more logit */
+        double mx = pb->sinks ? (double)pb->sinks[h] : -INFINITY;
         int has_nan = 0;
-        for (int64_t j = 0; j < pb->Lk; j++) {
-          /* A masked key (past the row's limit, U8 0, additive -inf) is not
-           * attended at all: nothing of its k or v reaches the row, not even a
-           * NaN. */
+        for (int64_t j = 0; j < lk; j++) {
+          /* A masked key (outside the row's range, U8 0, additive -inf) is
+           * not attended at all: nothing of its k or v reaches the row, not
+           * even a NaN. */
           double x = -INFINITY;
           const double mk = pb->has_mask ? fattn__mask_at(pb, b, h, i, j) : 0.0;
-          if (j < lim && mk != -INFINITY) {
+          if (j >= lo && j < lim && mk != -INFINITY) {
             double dot = 0.0;
             for (int64_t p = 0; p < pb->D; p++)
-              dot += (double)fattn__at(&pb->q, b, h, i, p) * (double)fattn__at(&pb->k, b, hk, j, p);
-            x = dot * scale + mk;
+              dot += (double)fattn__load(qrow, p * pb->q.s[3], pb->q.dtype) *
+                     (double)fattn__kv_at(pb, 0, b, hk, j, p);
+            x = fattn__modify_score(pb, b, h, i, j, dot * scale) + mk;
           }
           s[j] = x;
           if (x > mx) mx = x;
@@ -55,16 +57,16 @@ fattn_status fattn__reference_run(const fattn__problem *pb) {
           continue;
         }
         /* pass 2: denominator; pass 3: weighted sum of values */
-        double l = 0.0;
-        for (int64_t j = 0; j < pb->Lk; j++)
+        double l = pb->sinks ? exp((double)pb->sinks[h] - mx) : 0.0;
+        for (int64_t j = 0; j < lk; j++)
           l += exp(s[j] - mx);
         for (int64_t c = 0; c < pb->Dv; c++)
           acc[c] = 0.0;
-        for (int64_t j = 0; j < pb->Lk; j++) {
+        for (int64_t j = 0; j < lk; j++) {
           if (s[j] == -INFINITY) continue; /* a masked key's value never reaches the row */
           const double w = exp(s[j] - mx);
           for (int64_t c = 0; c < pb->Dv; c++)
-            acc[c] += w * (double)fattn__at(&pb->v, b, hk, j, c);
+            acc[c] += w * (double)fattn__kv_at(pb, 1, b, hk, j, c);
         }
         for (int64_t c = 0; c < pb->Dv; c++)
           fattn__store(o_row, c * pb->out.s[3], odt, (float)(acc[c] / l));

@@ -55,17 +55,33 @@ static sink slot_at(const fattn__problem *pb, const fattn__plan *plan, char *par
   return s;
 }
 
-/* A chunk with no key for any row of its unit: every row is empty. */
-static void sink_empty(const sink *sk, int64_t rows) {
+/* A chunk with no key for any row of its unit: every row is empty, except
+ * that the first chunk carries the sinks (m = sink, l = 1, O = 0). */
+static void sink_empty(const fattn__problem *pb, const sink *sk, int64_t hk, int64_t bq,
+                       int64_t rows, int first) {
   for (int64_t r = 0; r < rows; r++) {
-    sk->m[r] = -INFINITY;
-    sk->l[r] = 0.0f;
+    const int s = first && pb->sinks;
+    sk->m[r] = s ? pb->sinks[hk * pb->G + r / bq] * FATTN__LOG2E : -INFINITY;
+    sk->l[r] = s ? 1.0f : 0.0f;
+  }
+  if (first && pb->sinks) memset(sk->o, 0, (size_t)(rows * pb->Dv) * sizeof(float));
+}
+
+/* Running max and sum at the start of a unit's keys: empty, or the sink (a
+ * logit with no value, in log2 units) when this is the first chunk. */
+static void init_rows(const fattn__problem *pb, int64_t hk, int64_t bq, int64_t rows,
+                      int64_t rows_pad, int first, float *m, float *l) {
+  for (int64_t r = 0; r < rows_pad; r++) {
+    const int s = first && pb->sinks && r < rows;
+    m[r] = s ? pb->sinks[hk * pb->G + r / bq] * FATTN__LOG2E : -INFINITY;
+    l[r] = s ? 1.0f : 0.0f;
   }
 }
 
 typedef struct unit_ws {
   float *qt, *st, *ot, *m, *l, *alpha;
-  float *kc, *vc; /* a key block of K / V converted to f32 (half K / V only) */
+  float *ones;    /* rows_pad ones: the alpha of the second and later pages of a key block */
+  float *kc, *vc; /* a key block of K / V converted to f32 (half or quantized K / V only) */
   float *qc;      /* one head's query rows converted to f32 (half q only) */
   float *oc;      /* one head's output rows in f32 before rounding (half out only) */
 } unit_ws;
@@ -86,52 +102,136 @@ static unit_ws layout(const fattn__problem *pb, const fattn__plan *plan, char *b
   w.m = carve(&p, rp);
   w.l = carve(&p, rp);
   w.alpha = carve(&p, rp);
+  w.ones = carve(&p, rp);
   w.kc = carve(&p, pb->k.dtype != FATTN_F32 ? plan->bn * pb->D : 0);
   w.vc = carve(&p, pb->v.dtype != FATTN_F32 ? plan->bn * pb->Dv : 0);
   w.qc = carve(&p, pb->q.dtype != FATTN_F32 ? plan->bm * pb->D : 0);
   w.oc = carve(&p, pb->out.dtype != FATTN_F32 ? plan->bm * pb->Dv : 0);
+  for (int64_t r = 0; r < rp; r++)
+    w.ones[r] = 1.0f;
   return w;
 }
 
-/* Keys [j0, j0 + n) of K or V (kv head hk of batch b) as f32 rows: the
- * caller's memory when F32 (row stride *ld, element stride *sd), else
- * converted into buf (row stride d, contiguous). Half K / V are converted
- * once per unit and key block: each element then serves all the unit's rows. */
-static const float *kv_block(const fattn__kernel_table *t, const fattn__view *vw, int64_t b,
-                             int64_t hk, int64_t j0, int64_t n, int64_t d, float *buf, int64_t *ld,
-                             int64_t *sd) {
-  if (vw->dtype == FATTN_F32) {
-    *ld = vw->s[2];
-    *sd = vw->s[3];
-    return fattn__ptr(vw, b, hk, j0, 0);
+/* A run of keys [j, j + *n) of K (v = 0) or V (v = 1), sequence b, kv head
+ * hk, that share one row stride: all of them when the cache is dense, the
+ * rest of the page when it is paged (*n is clipped to it). Row stride *ld and
+ * element stride *sd in elements; the scale of key j + t at
+ * scale[t·*lds] (quantized K / V; NULL otherwise). */
+typedef struct kv_run {
+  const char *p;
+  int64_t ld, sd;
+  const float *scale;
+  int64_t lds;
+} kv_run;
+
+static kv_run kv_seg(const fattn__problem *pb, int v, int64_t b, int64_t hk, int64_t j,
+                     int64_t *n) {
+  const fattn__view *vw = v ? &pb->v : &pb->k;
+  int64_t d0, d2, run;
+  fattn__k_index(pb, b, j, &d0, &d2, &run);
+  if (*n > run) *n = run;
+  kv_run r;
+  r.p = (const char *)fattn__eptr(vw, d0, hk, d2, 0);
+  r.ld = vw->s[2];
+  r.sd = vw->s[3];
+  r.scale = NULL;
+  r.lds = 0;
+  if (v ? pb->v_scaled : pb->k_scaled) {
+    const fattn__view *sc = v ? &pb->v_scale : &pb->k_scale;
+    r.scale = fattn__ptr(sc, d0, hk, d2, 0);
+    r.lds = sc->s[2];
   }
-  const void *src = fattn__eptr(vw, b, hk, j0, 0);
-  if (vw->s[3] <= 1) {
-    t->cvt_rows(n, d, src, vw->s[2], vw->dtype, buf, d);
-  } else {
-    for (int64_t j = 0; j < n; j++)
-      for (int64_t p = 0; p < d; p++)
-        buf[j * d + p] = fattn__load(src, j * vw->s[2] + p * vw->s[3], vw->dtype);
-  }
-  *ld = d;
-  *sd = 1;
-  return buf;
+  return r;
 }
 
-/* Adds the user's mask and the per-row key limit to the score tile: element
- * (row r, key j) at st[r·srow + j·lds] (srow = 1 for the key-major St of the
- * row-vector kernels, the row stride for the row-major S of the small ones).
- * Row r of the unit is query head hk·G + r / bq, position i0 + r % bq. A
- * masked entry (U8 0, additive -inf, past the limit) becomes -inf whatever
- * the score was, NaN included: a masked key is not attended (as in the
- * reference). Returns nonzero if any entry was masked. */
+/* F32 from OCP FP8, all 256 codes: built once. */
+static float fattn__e4m3_lut[256], fattn__e5m2_lut[256];
+static pthread_once_t fattn__fp8_once = PTHREAD_ONCE_INIT;
+static void fp8_init(void) {
+  for (int c = 0; c < 256; c++) {
+    fattn__e4m3_lut[c] = fattn__e4m3_to_f32((uint8_t)c);
+    fattn__e5m2_lut[c] = fattn__e5m2_to_f32((uint8_t)c);
+  }
+}
+
+/* n rows of d quantized elements (I8 or F8) to f32, each row times its scale. */
+static void dequant_rows(int64_t n, int64_t d, const kv_run *r, fattn_dtype dt, float *dst,
+                         int64_t ldd) {
+  if (dt == FATTN_I8) {
+    for (int64_t j = 0; j < n; j++) {
+      const int8_t *src = (const int8_t *)r->p + j * r->ld;
+      const float sc = r->scale[j * r->lds];
+      float *o = dst + j * ldd;
+      if (r->sd <= 1)
+        for (int64_t p = 0; p < d; p++)
+          o[p] = (float)src[p] * sc;
+      else
+        for (int64_t p = 0; p < d; p++)
+          o[p] = (float)src[p * r->sd] * sc;
+    }
+    return;
+  }
+  pthread_once(&fattn__fp8_once, fp8_init);
+  const float *lut = dt == FATTN_F8_E4M3 ? fattn__e4m3_lut : fattn__e5m2_lut;
+  for (int64_t j = 0; j < n; j++) {
+    const uint8_t *src = (const uint8_t *)r->p + j * r->ld;
+    const float sc = r->scale[j * r->lds];
+    float *o = dst + j * ldd;
+    for (int64_t p = 0; p < d; p++)
+      o[p] = lut[src[p * r->sd]] * sc;
+  }
+}
+
+/* Keys [j0, j0 + n) of K or V as f32 rows into buf (row stride d), page by
+ * page: half ones converted exactly, quantized ones dequantised. Used for
+ * anything not F32: each element then serves all the unit's rows. */
+static void kv_convert(const fattn__kernel_table *t, const fattn__problem *pb, int v, int64_t b,
+                       int64_t hk, int64_t j0, int64_t n, int64_t d, float *buf) {
+  const fattn_dtype dt = v ? pb->v.dtype : pb->k.dtype;
+  for (int64_t off = 0; off < n;) {
+    int64_t len = n - off;
+    const kv_run r = kv_seg(pb, v, b, hk, j0 + off, &len);
+    float *dst = buf + off * d;
+    if (r.scale)
+      dequant_rows(len, d, &r, dt, dst, d);
+    else if (r.sd <= 1)
+      t->cvt_rows(len, d, r.p, r.ld, dt, dst, d);
+    else
+      for (int64_t j = 0; j < len; j++)
+        for (int64_t p = 0; p < d; p++)
+          dst[j * d + p] = fattn__load(r.p, j * r.ld + p * r.sd, dt);
+    off += len;
+  }
+}
+
+/* Scores of the unit's rows against keys [j0, j0 + n) are in the tile:
+ * element (row r, key j) at st[r·srow + j·lds] (srow = 1 for the key-major
+ * St of the row-vector kernels, the row stride for the row-major S of the
+ * small ones). Row r of the unit is query head hk·G + r / bq, position
+ * i0 + r % bq. Applies, in this order: the softcap and ALiBi (when asked),
+ * the user's mask and, with `limits`, each row's key range [start, limit).
+ * A masked entry (U8 0, additive -inf, outside the range) becomes -inf
+ * whatever the score was, NaN included: a masked key is not attended (as in
+ * the reference). Returns nonzero if any entry was masked. */
 static int mask_tile(const fattn__problem *pb, int64_t b, int64_t hk, int64_t i0, int64_t bq,
                      int64_t j0, int64_t n, int limits, float *st, int64_t srow, int64_t lds) {
-  const int64_t rows = pb->G * bq;
+  const int64_t rows = pb->G * bq, diag = fattn__diag(pb, b);
   int masked = 0;
   for (int64_t r = 0; r < rows; r++) {
     const int64_t g = r / bq, i = i0 + r % bq, h = hk * pb->G + g;
     float *sr = st + r * srow;
+    if (pb->softcap != 0.0f) { /* in natural units: cap · tanh(x / cap) */
+      const float to_nat = 1.0f / (FATTN__LOG2E * pb->softcap), back = pb->softcap * FATTN__LOG2E;
+      for (int64_t j = 0; j < n; j++)
+        sr[j * lds] = back * tanhf(sr[j * lds] * to_nat);
+    }
+    if (pb->alibi) { /* - slope · |diag(i) - j|, in log2 units */
+      const float sl = pb->alibi[h] * FATTN__LOG2E;
+      for (int64_t j = 0; j < n; j++) {
+        const int64_t dist = i + diag - (j0 + j);
+        sr[j * lds] -= sl * (float)(dist < 0 ? -dist : dist);
+      }
+    }
     if (pb->has_mask) {
       const int64_t off = fattn__mask_row(pb, b, h, i) + j0 * pb->mask.s[3], ms = pb->mask.s[3];
       if (pb->mask_dtype == FATTN_U8) {
@@ -150,7 +250,9 @@ static int mask_tile(const fattn__problem *pb, int64_t b, int64_t hk, int64_t i0
       }
     }
     if (limits) {
-      const int64_t lim = fattn__row_limit(pb, b, i) - j0;
+      const int64_t lo = fattn__row_start(pb, b, i) - j0, lim = fattn__row_limit(pb, b, i) - j0;
+      for (int64_t j = 0; j < n && j < lo; j++)
+        sr[j * lds] = -INFINITY, masked = 1;
       for (int64_t j = lim < 0 ? 0 : lim; j < n; j++)
         sr[j * lds] = -INFINITY, masked = 1;
     }
@@ -191,47 +293,78 @@ static void pv_skip_zero(int64_t rows, int64_t n, int64_t dv, const float *p, in
     }
 }
 
+/* The key range [*ja, *jb) of chunk c of nc of a unit whose rows attend
+ * keys within [ulo, uhi): chunks of plan->chunk keys from ulo, the last to uhi. */
+static void chunk_range(const fattn__plan *plan, int64_t ulo, int64_t uhi, int64_t c, int64_t nc,
+                        int64_t *ja, int64_t *jb) {
+  *ja = nc > 1 ? ulo + c * plan->chunk : ulo;
+  *jb = nc > 1 && c + 1 < nc ? ulo + (c + 1) * plan->chunk : uhi;
+  if (*jb > uhi) *jb = uhi;
+  if (*ja < ulo) *ja = ulo;
+}
+
 /* A unit of at most t->small_rows rows (decode: the G heads of one query
  * position) with contiguous K / V rows: rows row-major, vectors along
- * head_dim (kernel.h), so no lane of a row vector idles. */
+ * head_dim (kernel.h), so no lane of a row vector idles. Keys [ja, jhi). */
 static void run_unit_small(const fattn__problem *pb, const fattn__kernel_table *t,
                            const fattn__plan *plan, const unit_ws *w, int64_t b, int64_t hk,
-                           int64_t i0, int64_t bq, int64_t ja, int64_t jhi, const sink *sk) {
+                           int64_t i0, int64_t bq, int64_t ja, int64_t jhi, int first,
+                           const sink *sk) {
   const int64_t G = pb->G, D = pb->D, Dv = pb->Dv, bn = plan->bn, rows = G * bq;
-  const int64_t jlo_all = fattn__row_limit(pb, b, i0);
+  const int64_t jlo_all = fattn__row_limit(pb, b, i0),
+                lo_last = fattn__row_start(pb, b, i0 + bq - 1);
+  const int modify = pb->softcap != 0.0f || pb->alibi;
   const float qscale = pb->scale * FATTN__LOG2E;
+  const int k_half = (pb->k.dtype == FATTN_F16 || pb->k.dtype == FATTN_BF16) && pb->k.s[3] <= 1;
+  const int v_half = (pb->v.dtype == FATTN_F16 || pb->v.dtype == FATTN_BF16) && pb->v.s[3] <= 1;
   for (int64_t r = 0; r < rows; r++) {
-    const void *src = fattn__eptr(&pb->q, b, hk * G + r / bq, i0 + r % bq, 0);
+    const void *src = fattn__q_row(pb, b, hk * G + r / bq, i0 + r % bq);
     for (int64_t p = 0; p < D; p++)
       w->qt[r * D + p] = fattn__load(src, p * pb->q.s[3], pb->q.dtype) * qscale;
-    w->m[r] = -INFINITY;
-    w->l[r] = 0.0f;
   }
+  init_rows(pb, hk, bq, rows, rows, first, w->m, w->l);
   memset(w->ot, 0, (size_t)(rows * Dv) * sizeof(float));
   for (int64_t j0 = ja; j0 < jhi; j0 += bn) {
     const int64_t n = jhi - j0 < bn ? jhi - j0 : bn;
-    int64_t ldk, ldv, sd;
-    if (pb->k.dtype != FATTN_F32 && pb->k.s[3] <= 1 && t->qk_rows_half) { /* convert on load */
-      t->qk_rows_half(rows, n, D, w->qt, fattn__eptr(&pb->k, b, hk, j0, 0), pb->k.s[2], pb->k.dtype,
-                      w->st, bn);
+    if (pb->k.dtype == FATTN_F32 || (k_half && t->qk_rows_half)) { /* in place, page by page */
+      for (int64_t off = 0; off < n;) {
+        int64_t len = n - off;
+        const kv_run r = kv_seg(pb, 0, b, hk, j0 + off, &len);
+        if (pb->k.dtype == FATTN_F32)
+          t->qk_rows(rows, len, D, w->qt, (const float *)r.p, r.ld, w->st + off, bn);
+        else /* convert on load */
+          t->qk_rows_half(rows, len, D, w->qt, r.p, r.ld, pb->k.dtype, w->st + off, bn);
+        off += len;
+      }
     } else {
-      const float *kb = kv_block(t, &pb->k, b, hk, j0, n, D, w->kc, &ldk, &sd);
-      t->qk_rows(rows, n, D, w->qt, kb, ldk, w->st, bn);
+      kv_convert(t, pb, 0, b, hk, j0, n, D, w->kc);
+      t->qk_rows(rows, n, D, w->qt, w->kc, D, w->st, bn);
     }
-    const int straddles = j0 + n > jlo_all;
-    const int masked =
-        (pb->has_mask || straddles) && mask_tile(pb, b, hk, i0, bq, j0, n, straddles, w->st, bn, 1);
+    const int straddles = j0 + n > jlo_all || j0 < lo_last;
+    const int masked = (pb->has_mask || straddles || modify) &&
+                       mask_tile(pb, b, hk, i0, bq, j0, n, straddles, w->st, bn, 1);
     t->softmax_rows(rows, n, w->st, bn, w->m, w->l, w->alpha);
-    if (pb->v.dtype != FATTN_F32 && pb->v.s[3] <= 1 && t->pv_rows_half && !masked) {
-      t->pv_rows_half(rows, n, Dv, w->st, bn, fattn__eptr(&pb->v, b, hk, j0, 0), pb->v.s[2],
-                      pb->v.dtype, w->alpha, w->ot, Dv);
+    if (pb->v.dtype == FATTN_F32 || (v_half && t->pv_rows_half && !masked)) {
+      for (int64_t off = 0; off < n;) {
+        int64_t len = n - off;
+        const kv_run r = kv_seg(pb, 1, b, hk, j0 + off, &len);
+        const float *al = off ? w->ones : w->alpha;
+        if (pb->v.dtype != FATTN_F32)
+          t->pv_rows_half(rows, len, Dv, w->st + off, bn, r.p, r.ld, pb->v.dtype, al, w->ot, Dv);
+        else if (masked && v_nonfinite((const float *)r.p, r.ld, 1, len, Dv))
+          pv_skip_zero(rows, len, Dv, w->st + off, bn, 1, (const float *)r.p, r.ld, 1, al, w->ot,
+                       Dv, 1);
+        else
+          t->pv_rows(rows, len, Dv, w->st + off, bn, (const float *)r.p, r.ld, al, w->ot, Dv);
+        off += len;
+      }
       continue;
     }
-    const float *vb = kv_block(t, &pb->v, b, hk, j0, n, Dv, w->vc, &ldv, &sd);
-    if (masked && v_nonfinite(vb, ldv, 1, n, Dv))
-      pv_skip_zero(rows, n, Dv, w->st, bn, 1, vb, ldv, 1, w->alpha, w->ot, Dv, 1);
+    kv_convert(t, pb, 1, b, hk, j0, n, Dv, w->vc);
+    if (masked && v_nonfinite(w->vc, Dv, 1, n, Dv))
+      pv_skip_zero(rows, n, Dv, w->st, bn, 1, w->vc, Dv, 1, w->alpha, w->ot, Dv, 1);
     else
-      t->pv_rows(rows, n, Dv, w->st, bn, vb, ldv, w->alpha, w->ot, Dv);
+      t->pv_rows(rows, n, Dv, w->st, bn, w->vc, Dv, w->alpha, w->ot, Dv);
   }
   if (sk->o) {
     for (int64_t r = 0; r < rows; r++) {
@@ -253,29 +386,37 @@ static void run_unit_small(const fattn__problem *pb, const fattn__kernel_table *
   }
 }
 
-/* Unit (b, hk, positions from i0) over keys [ja, jb): the whole row range
- * when sk->o is NULL, one split-KV chunk otherwise. */
+/* Unit (sequence b, kv head hk, positions from i0), chunk c of nc: the
+ * whole key range when sk->o is NULL, one split-KV chunk otherwise. */
 static void run_unit(const fattn__problem *pb, const fattn__kernel_table *t,
                      const fattn__plan *plan, const unit_ws *w, int64_t b, int64_t hk, int64_t i0,
-                     int64_t ja, int64_t jb, const sink *sk) {
+                     int64_t c, int64_t nc, const sink *sk) {
   const int64_t G = pb->G, D = pb->D, Dv = pb->Dv, bn = plan->bn, rp = plan->rows_pad;
-  const int64_t bq = pb->Lq - i0 < plan->bm ? pb->Lq - i0 : plan->bm;
+  const int64_t lq = fattn__seq_lq(pb, b);
+  const int64_t bq = lq - i0 < plan->bm ? lq - i0 : plan->bm;
   const int64_t rows = G * bq;
-  /* Row limits grow with i: the last row bounds the keys of the whole unit. */
-  int64_t jhi = fattn__row_limit(pb, b, i0 + bq - 1);
-  if (jhi > jb) jhi = jb;
+  /* Row ranges grow with i: the first row's start and the last row's limit
+   * bound the keys of the whole unit. */
+  const int64_t ulo = fattn__row_start(pb, b, i0);
+  int64_t uhi = fattn__row_limit(pb, b, i0 + bq - 1), ja, jhi;
+  if (uhi < ulo) uhi = ulo;
+  chunk_range(plan, ulo, uhi, c, nc, &ja, &jhi);
+  const int first = c == 0;
   if (sk->o && ja >= jhi) {
-    sink_empty(sk, rows);
+    sink_empty(pb, sk, hk, bq, rows, first);
     return;
   }
   /* the small kernels want contiguous K / V rows: F32 ones in place, or the
-   * converted copy of half ones */
+   * converted copy of others */
   if (rows <= t->small_rows && (pb->k.dtype != FATTN_F32 || pb->k.s[3] <= 1) &&
       (pb->v.dtype != FATTN_F32 || pb->v.s[3] <= 1)) {
-    run_unit_small(pb, t, plan, w, b, hk, i0, bq, ja, jhi, sk);
+    run_unit_small(pb, t, plan, w, b, hk, i0, bq, ja, jhi, first, sk);
     return;
   }
-  const int64_t jlo_all = fattn__row_limit(pb, b, i0); /* keys below this: no row masked */
+  /* keys below jlo_all: no row past its limit; at or above lo_last: none before its start */
+  const int64_t jlo_all = fattn__row_limit(pb, b, i0),
+                lo_last = fattn__row_start(pb, b, i0 + bq - 1);
+  const int modify = pb->softcap != 0.0f || pb->alibi;
 
   /* Qt[p][r] = scale·log2(e) · q[r][p], head by head (scores in log2 units, so
    * the softmax needs 2^x only); padding rows are zero. */
@@ -285,21 +426,19 @@ static void run_unit(const fattn__problem *pb, const fattn__kernel_table *t,
     uint16_t *qp = (uint16_t *)w->qt;
     const int64_t np = (D + 1) / 2;
     for (int64_t g = 0; g < G; g++)
-      bd->pack_q(bq, D, fattn__eptr(&pb->q, b, hk * G + g, i0, 0), pb->q.s[2], pb->q.dtype,
+      bd->pack_q(bq, D, fattn__q_row(pb, b, hk * G + g, i0), pb->q.s[2], pb->q.dtype,
                  qp + 2 * g * bq, rp);
     for (int64_t t2 = 0; t2 < np; t2++)
       memset(qp + 2 * (t2 * rp + rows), 0, (size_t)(rp - rows) * 4);
   }
   for (int64_t g = 0; g < G && !bd; g++) {
+    const void *src = fattn__q_row(pb, b, hk * G + g, i0);
     if (pb->q.dtype == FATTN_F32 && pb->q.s[3] <= 1) {
-      t->pack_q(bq, D, fattn__ptr(&pb->q, b, hk * G + g, i0, 0), pb->q.s[2], qscale, w->qt + g * bq,
-                rp);
+      t->pack_q(bq, D, (const float *)src, pb->q.s[2], qscale, w->qt + g * bq, rp);
     } else if (pb->q.s[3] <= 1) { /* half q: rows to f32 (vectorised), then packed */
-      t->cvt_rows(bq, D, fattn__eptr(&pb->q, b, hk * G + g, i0, 0), pb->q.s[2], pb->q.dtype, w->qc,
-                  D);
+      t->cvt_rows(bq, D, src, pb->q.s[2], pb->q.dtype, w->qc, D);
       t->pack_q(bq, D, w->qc, D, qscale, w->qt + g * bq, rp);
     } else { /* strided q: element by element (rows · D per unit) */
-      const void *src = fattn__eptr(&pb->q, b, hk * G + g, i0, 0);
       for (int64_t r = 0; r < bq; r++)
         for (int64_t p = 0; p < D; p++)
           w->qt[p * rp + g * bq + r] =
@@ -309,31 +448,48 @@ static void run_unit(const fattn__problem *pb, const fattn__kernel_table *t,
   for (int64_t p = 0; p < D && !bd; p++)
     for (int64_t r = rows; r < rp; r++)
       w->qt[p * rp + r] = 0.0f;
-  for (int64_t r = 0; r < rp; r++) {
-    w->m[r] = -INFINITY;
-    w->l[r] = 0.0f;
-  }
+  init_rows(pb, hk, bq, rows, rp, first, w->m, w->l);
   memset(w->ot, 0, (size_t)(Dv * rp) * sizeof(float));
 
   for (int64_t j0 = ja; j0 < jhi; j0 += bn) {
     const int64_t n = jhi - j0 < bn ? jhi - j0 : bn;
-    int64_t ldk, sdk, ldv, sdv;
-    if (bd) {
-      bd->qk(rp, n, D, (const uint16_t *)w->qt, fattn__eptr(&pb->k, b, hk, j0, 0), pb->k.s[2],
-             qscale, w->st, rp);
+    if (bd || pb->k.dtype == FATTN_F32) { /* K in place, page by page */
+      for (int64_t off = 0; off < n;) {
+        int64_t len = n - off;
+        const kv_run r = kv_seg(pb, 0, b, hk, j0 + off, &len);
+        if (bd)
+          bd->qk(rp, len, D, (const uint16_t *)w->qt, (const uint16_t *)r.p, r.ld, qscale,
+                 w->st + off * rp, rp);
+        else
+          t->qk(rp, len, D, w->qt, (const float *)r.p, r.ld, r.sd, w->st + off * rp, rp);
+        off += len;
+      }
     } else {
-      const float *kb = kv_block(t, &pb->k, b, hk, j0, n, D, w->kc, &ldk, &sdk);
-      t->qk(rp, n, D, w->qt, kb, ldk, sdk, w->st, rp);
+      kv_convert(t, pb, 0, b, hk, j0, n, D, w->kc);
+      t->qk(rp, n, D, w->qt, w->kc, D, 1, w->st, rp);
     }
-    const int straddles = j0 + n > jlo_all;
-    const int masked =
-        (pb->has_mask || straddles) && mask_tile(pb, b, hk, i0, bq, j0, n, straddles, w->st, 1, rp);
+    const int straddles = j0 + n > jlo_all || j0 < lo_last;
+    const int masked = (pb->has_mask || straddles || modify) &&
+                       mask_tile(pb, b, hk, i0, bq, j0, n, straddles, w->st, 1, rp);
     t->softmax(rp, n, w->st, rp, w->m, w->l, w->alpha);
-    const float *vb = kv_block(t, &pb->v, b, hk, j0, n, Dv, w->vc, &ldv, &sdv);
-    if (masked && v_nonfinite(vb, ldv, sdv, n, Dv))
-      pv_skip_zero(rows, n, Dv, w->st, 1, rp, vb, ldv, sdv, w->alpha, w->ot, 1, rp);
-    else
-      t->pv(rp, n, Dv, w->st, rp, vb, ldv, sdv, w->alpha, w->ot, rp);
+    if (pb->v.dtype == FATTN_F32) {
+      for (int64_t off = 0; off < n;) {
+        int64_t len = n - off;
+        const kv_run r = kv_seg(pb, 1, b, hk, j0 + off, &len);
+        const float *vb = (const float *)r.p, *al = off ? w->ones : w->alpha;
+        if (masked && v_nonfinite(vb, r.ld, r.sd, len, Dv))
+          pv_skip_zero(rows, len, Dv, w->st + off * rp, 1, rp, vb, r.ld, r.sd, al, w->ot, 1, rp);
+        else
+          t->pv(rp, len, Dv, w->st + off * rp, rp, vb, r.ld, r.sd, al, w->ot, rp);
+        off += len;
+      }
+    } else {
+      kv_convert(t, pb, 1, b, hk, j0, n, Dv, w->vc);
+      if (masked && v_nonfinite(w->vc, Dv, 1, n, Dv))
+        pv_skip_zero(rows, n, Dv, w->st, 1, rp, w->vc, Dv, 1, w->alpha, w->ot, 1, rp);
+      else
+        t->pv(rp, n, Dv, w->st, rp, w->vc, Dv, 1, w->alpha, w->ot, rp);
+    }
   }
 
   /* O / l back to row-major `out` (alpha is free now: it holds 1 / l). */
@@ -359,9 +515,9 @@ static void run_unit(const fattn__problem *pb, const fattn__kernel_table *t,
     } else { /* strided out: element by element, rounded to nearest even */
       void *dst = fattn__out_erow(pb, b, h, i0);
       for (int64_t r = 0; r < bq; r++)
-        for (int64_t c = 0; c < Dv; c++)
-          fattn__store(dst, r * pb->out.s[2] + c * pb->out.s[3], pb->out.dtype,
-                       w->ot[c * rp + g * bq + r] * inv[g * bq + r]);
+        for (int64_t c2 = 0; c2 < Dv; c2++)
+          fattn__store(dst, r * pb->out.s[2] + c2 * pb->out.s[3], pb->out.dtype,
+                       w->ot[c2 * rp + g * bq + r] * inv[g * bq + r]);
     }
     if (pb->has_lse)
       for (int64_t r = 0; r < bq; r++)
@@ -369,19 +525,22 @@ static void run_unit(const fattn__problem *pb, const fattn__kernel_table *t,
   }
 }
 
-/* out / lse of unit u from its chunks' partials, in chunk order: with
- * M = max m_c over non-empty chunks and w_c = l_c · 2^(m_c - M),
- * O = Σ w_c · (O / l)_c / Σ w_c and lse = ln 2 · (M + log2 Σ w_c). */
-static void merge_unit(const fattn__problem *pb, const fattn__plan *plan, char *partials, int64_t u,
-                       int64_t b, int64_t hk, int64_t i0, float *acc /* Dv floats */) {
-  const int64_t bq = pb->Lq - i0 < plan->bm ? pb->Lq - i0 : plan->bm;
-  const int64_t rows = pb->G * bq, Dv = pb->Dv, so = pb->out.s[3], nc = plan->nchunks;
+/* out / lse of a unit from its nc chunks' partials (slots first .. first +
+ * nc - 1), in chunk order: with M = max m_c over non-empty chunks and
+ * w_c = l_c · 2^(m_c - M), O = Σ w_c · (O / l)_c / Σ w_c and
+ * lse = ln 2 · (M + log2 Σ w_c). */
+static void merge_unit(const fattn__problem *pb, const fattn__plan *plan, char *partials,
+                       int64_t first, int64_t nc, int64_t b, int64_t hk, int64_t i0,
+                       float *acc /* Dv floats */) {
+  const int64_t lq = fattn__seq_lq(pb, b);
+  const int64_t bq = lq - i0 < plan->bm ? lq - i0 : plan->bm;
+  const int64_t rows = pb->G * bq, Dv = pb->Dv, so = pb->out.s[3];
   for (int64_t r = 0; r < rows; r++) {
     const int64_t h = hk * pb->G + r / bq, i = i0 + r % bq;
     /* an empty chunk has l = 0; a NaN in m or l must reach the row */
     float M = -INFINITY, L = 0.0f;
     for (int64_t c = 0; c < nc; c++) {
-      const sink s = slot_at(pb, plan, partials, u * nc + c);
+      const sink s = slot_at(pb, plan, partials, first + c);
       if (s.l[r] != 0.0f && (s.m[r] > M || isnan(s.m[r]) || isnan(s.l[r])))
         M = isnan(s.l[r]) ? NAN : s.m[r];
       if (isnan(M)) break;
@@ -389,7 +548,7 @@ static void merge_unit(const fattn__problem *pb, const fattn__plan *plan, char *
     for (int64_t x = 0; x < Dv; x++)
       acc[x] = 0.0f;
     for (int64_t c = 0; c < nc; c++) {
-      const sink s = slot_at(pb, plan, partials, u * nc + c);
+      const sink s = slot_at(pb, plan, partials, first + c);
       if (s.l[r] == 0.0f) continue;
       const float wc = s.l[r] * exp2f(s.m[r] - M);
       L += wc;
@@ -404,16 +563,82 @@ static void merge_unit(const fattn__problem *pb, const fattn__plan *plan, char *
   }
 }
 
+/* The schedule, in the workspace after the partials: sequences in order of
+ * decreasing work (ties by index), the first item of each in that order, and
+ * each sequence's query blocks and chunks. */
+typedef struct sched {
+  int64_t *order, *first, *nqb, *nc;
+} sched;
+
+typedef struct seq_key {
+  int64_t work, b;
+} seq_key;
+
+static int cmp_work(const void *a, const void *b) {
+  const seq_key *x = a, *y = b;
+  if (x->work != y->work) return x->work > y->work ? -1 : 1;
+  return x->b < y->b ? -1 : x->b > y->b;
+}
+
+static sched make_sched(const fattn__problem *pb, const fattn__plan *plan, char *mem) {
+  const int64_t B = pb->B;
+  sched s;
+  s.order = (int64_t *)mem;
+  s.first = s.order + B;
+  s.nqb = s.first + B + 1;
+  s.nc = s.nqb + B;
+  /* the sort keys borrow first[] and nqb[] (2B int64 = B seq_keys) */
+  seq_key *keys = (seq_key *)s.first;
+  int sorted = 1;
+  for (int64_t b = 0; b < B; b++) {
+    int64_t nqb, nc, span;
+    fattn__seq_work(pb, plan->bm, plan->chunk, b, &nqb, &nc, &span);
+    keys[b].work = fattn__seq_lq(pb, b) * span;
+    keys[b].b = b;
+    if (b && cmp_work(&keys[b - 1], &keys[b]) > 0) sorted = 0;
+  }
+  if (!sorted) qsort(keys, (size_t)B, sizeof *keys, cmp_work);
+  for (int64_t k = 0; k < B; k++)
+    s.order[k] = keys[k].b;
+  int64_t at = 0;
+  for (int64_t k = 0; k < B; k++) {
+    const int64_t b = s.order[k];
+    int64_t nqb, nc, span;
+    fattn__seq_work(pb, plan->bm, plan->chunk, b, &nqb, &nc, &span);
+    s.first[k] = at;
+    s.nqb[b] = nqb;
+    s.nc[b] = nc;
+    at += pb->Hkv * nqb * nc;
+  }
+  s.first[B] = at;
+  return s;
+}
+
+/* The position k in order of the sequence item `it` belongs to. */
+static int64_t find_seq(const sched *s, int64_t B, int64_t it) {
+  int64_t lo = 0, hi = B - 1;
+  while (lo < hi) {
+    const int64_t mid = (lo + hi + 1) / 2;
+    if (s->first[mid] <= it)
+      lo = mid;
+    else
+      hi = mid - 1;
+  }
+  return lo;
+}
+
 void fattn__driver_run(const fattn__problem *pb, const fattn__kernel_table *t,
                        const fattn__plan *plan, void *workspace) {
-  const int64_t nqb = (pb->Lq + plan->bm - 1) / plan->bm;
-  const int64_t units = pb->B * pb->Hkv * nqb, nc = plan->nchunks;
   char *partials = (char *)workspace + plan->per_thread_bytes * plan->nthreads;
+  const sched sc = make_sched(pb, plan, partials + plan->partial_bytes);
+  const int64_t total = sc.first[pb->B];
+  const int split = plan->nchunks > 1;
   /* Units go head by head (consecutive units share K and V, which stay hot in
    * L2/L3: measured 62% -> 79% of peak on a causal 32-head, 2048-token shape
    * against interleaving heads). Causal units get more work the later their
    * query block, so within a head the heavy blocks go first: each next unit
-   * reads a prefix of the keys just read, and the schedule ends on light units. */
+   * reads a prefix of the keys just read, and the schedule ends on light units.
+   * Sequences of a varlen batch go heaviest first, for the same reason. */
   const int heavy_first = pb->causal != FATTN_CAUSAL_NONE;
   /* Pinning: workers go to the cores the caller is not confined to. */
   const int caller_slot = plan->pin != FATTN_PIN_NONE ? fattn__caller_slot(plan->pin) : -1;
@@ -427,20 +652,23 @@ void fattn__driver_run(const fattn__problem *pb, const fattn__kernel_table *t,
     const unsigned fp = fattn__fp_enter(); /* denormals flushed, round to nearest */
     const unit_ws w = layout(pb, plan, (char *)workspace + (int64_t)tid * plan->per_thread_bytes);
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t it = 0; it < plan->items; it++) {
-      const int64_t u = it / nc, c = it % nc;
-      const int64_t qb = heavy_first ? nqb - 1 - u % nqb : u % nqb;
-      const int64_t bh = u / nqb;
+    for (int64_t it = 0; it < total; it++) {
+      const int64_t k = find_seq(&sc, pb->B, it), b = sc.order[k];
+      const int64_t nqb = sc.nqb[b], nc = sc.nc[b], local = it - sc.first[k];
+      const int64_t hk = local / (nqb * nc), u = local % (nqb * nc) / nc, c = local % nc;
+      const int64_t qb = heavy_first ? nqb - 1 - u : u;
       const sink sk = nc > 1 ? slot_at(pb, plan, partials, it) : (sink){NULL, NULL, NULL};
-      run_unit(pb, t, plan, &w, bh / pb->Hkv, bh % pb->Hkv, qb * plan->bm, c * plan->chunk,
-               c + 1 == nc ? pb->Lk : (c + 1) * plan->chunk, &sk);
+      run_unit(pb, t, plan, &w, b, hk, qb * plan->bm, c, nc, &sk);
     }
-    if (nc > 1) { /* after the loop's barrier: every chunk is done */
+    if (split) { /* after the loop's barrier: every chunk is done */
 #pragma omp for schedule(static)
-      for (int64_t u = 0; u < units; u++) {
-        const int64_t qb = heavy_first ? nqb - 1 - u % nqb : u % nqb;
-        const int64_t bh = u / nqb;
-        merge_unit(pb, plan, partials, u, bh / pb->Hkv, bh % pb->Hkv, qb * plan->bm, w.ot);
+      for (int64_t it = 0; it < total; it++) {
+        const int64_t k = find_seq(&sc, pb->B, it), b = sc.order[k];
+        const int64_t nqb = sc.nqb[b], nc = sc.nc[b], local = it - sc.first[k];
+        if (nc == 1 || local % nc != 0) continue; /* unit heads of split units only */
+        const int64_t hk = local / (nqb * nc), u = local % (nqb * nc) / nc;
+        const int64_t qb = heavy_first ? nqb - 1 - u : u;
+        merge_unit(pb, plan, partials, it, nc, b, hk, qb * plan->bm, w.ot);
       }
     }
     fattn__fp_leave(fp);

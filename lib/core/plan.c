@@ -23,6 +23,27 @@
 #define FATTN__SPLIT_ITEMS 64
 #define FATTN__MIN_CHUNK 256
 
+void fattn__seq_work(const fattn__problem *pb, int64_t bm, int64_t chunk, int64_t b, int64_t *nqb,
+                     int64_t *nc, int64_t *span) {
+  const int64_t lq = fattn__seq_lq(pb, b);
+  *nqb = (lq + bm - 1) / bm;
+  int64_t sp = 0;
+  if (lq > 0 && pb->win_left < 0) { /* ranges start at 0 and grow with the last row */
+    sp = fattn__row_limit(pb, b, lq - 1);
+  } else {
+    for (int64_t qb = 0; qb < *nqb; qb++) {
+      const int64_t i0 = qb * bm, last = i0 + bm < lq ? i0 + bm - 1 : lq - 1;
+      const int64_t s = fattn__row_limit(pb, b, last) - fattn__row_start(pb, b, i0);
+      if (s > sp) sp = s;
+    }
+  }
+  const int64_t lk = fattn__seq_lk(pb, b);
+  if (sp > lk) sp = lk;
+  if (sp < 0) sp = 0;
+  *span = sp;
+  *nc = chunk > 0 && sp > chunk ? (sp + chunk - 1) / chunk : 1;
+}
+
 fattn_status fattn__make_plan(const fattn__problem *pb, const fattn__kernel_table *t, int nthreads,
                               int64_t block_keys, int64_t block_queries,
                               const fattn__topology *topo, fattn__plan *plan) {
@@ -61,6 +82,7 @@ fattn_status fattn__make_plan(const fattn__problem *pb, const fattn__kernel_tabl
                             rows,
                             rows,
                             rows,
+                            rows,
                             pb->k.dtype != FATTN_F32 ? bn * pb->D : 0,
                             pb->v.dtype != FATTN_F32 ? bn * pb->Dv : 0,
                             pb->q.dtype != FATTN_F32 ? bq * pb->D : 0,
@@ -76,23 +98,45 @@ fattn_status fattn__make_plan(const fattn__problem *pb, const fattn__kernel_tabl
   bytes = fattn__round_up(bytes, 4096);
   plan->per_thread_bytes = bytes;
 
-  /* Few units (decode, short query blocks over long keys): split the keys. */
-  const int64_t units = pb->B * pb->Hkv * ((pb->Lq + bq - 1) / bq);
-  const int64_t min_chunk = bn > FATTN__MIN_CHUNK ? bn : FATTN__MIN_CHUNK;
-  int64_t nchunks = 1, chunk = pb->Lk;
-  if (units < FATTN__SPLIT_ITEMS && pb->Lk >= 2 * min_chunk) {
-    int64_t want = (FATTN__SPLIT_ITEMS + units - 1) / units, most = pb->Lk / min_chunk;
-    nchunks = want < most ? want : most;
-    chunk = fattn__round_up((pb->Lk + nchunks - 1) / nchunks, bn); /* whole key blocks */
-    nchunks = (pb->Lk + chunk - 1) / chunk;
+  /* Few units (decode, short query blocks over long keys): split each unit's
+   * key range into chunks. The range of a unit is what its rows may attend
+   * (all keys, the causal prefix, or the window), so a window of 1024 keys
+   * over a long cache splits into chunks of those 1024. */
+  int64_t units = 0, maxspan = 0;
+  for (int64_t b = 0; b < pb->B; b++) {
+    int64_t nqb, nc, span;
+    fattn__seq_work(pb, bq, 0, b, &nqb, &nc, &span);
+    units += pb->Hkv * nqb; /* <= B·H·Lq: fits */
+    if (span > maxspan) maxspan = span;
   }
-  plan->nchunks = nchunks;
+  const int64_t min_chunk = bn > FATTN__MIN_CHUNK ? bn : FATTN__MIN_CHUNK;
+  int64_t chunk = 0, items = units, most_nc = 1;
+  if (units > 0 && units < FATTN__SPLIT_ITEMS && maxspan >= 2 * min_chunk) {
+    const int64_t want = (FATTN__SPLIT_ITEMS + units - 1) / units, most = maxspan / min_chunk;
+    const int64_t n = want < most ? want : most;
+    chunk = fattn__round_up((maxspan + n - 1) / n, bn); /* whole key blocks */
+    items = 0;
+    for (int64_t b = 0; b < pb->B; b++) {
+      int64_t nqb, nc, span;
+      fattn__seq_work(pb, bq, chunk, b, &nqb, &nc, &span);
+      items += pb->Hkv * nqb * nc; /* units < 64, nc <= n: small */
+      if (nc > most_nc) most_nc = nc;
+    }
+  }
+  if (items < 1) items = 1; /* every sequence empty: one idle item */
+  plan->nchunks = most_nc;
   plan->chunk = chunk;
-  plan->items = units * nchunks; /* units < 64 when split: no overflow */
-  /* Partial results, one slot per (unit, chunk): O / l (rows × Dv), m and l. */
-  plan->slot_bytes = nchunks > 1 ? fattn__ws_piece_bytes(rows * (pb->Dv + 2)) : 0;
+  plan->items = items;
+  /* Partial results, one slot per item of a split unit: O / l (rows × Dv), m and l. */
+  plan->slot_bytes = most_nc > 1 ? fattn__ws_piece_bytes(rows * (pb->Dv + 2)) : 0;
   int64_t partial = 0;
   if (!fattn__mul_ok(plan->slot_bytes, plan->items, &partial))
+    return fattn__error(FATTN_ERROR_OVERFLOW, "workspace size overflows");
+  plan->partial_bytes = partial; /* slot_bytes is a multiple of 64 */
+  /* The schedule: sequence order, item offsets and chunks per sequence. */
+  int64_t sched;
+  if (!fattn__mul_ok(pb->B, 4 * 8, &sched) || !fattn__add_ok(sched, 64 + 8, &sched) ||
+      !fattn__add_ok(partial, sched, &partial))
     return fattn__error(FATTN_ERROR_OVERFLOW, "workspace size overflows");
 
   plan->nthreads = nthreads < 1 ? 1 : nthreads;

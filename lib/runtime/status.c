@@ -60,6 +60,15 @@ void fattn_sdpa_params_init(fattn_sdpa_params *p) {
   p->kv_lens = NULL;
   p->lse = NULL;
   p->backend = FATTN_BACKEND_AUTO;
+  p->window_left = p->window_right = -1;
+  p->alibi_slopes = NULL;
+  p->softcap = 0.0f;
+  p->sinks = NULL;
+  p->num_seqs = 0;
+  p->cu_seqlens_q = p->cu_seqlens_k = p->seqused_k = NULL;
+  p->block_table = NULL;
+  p->block_table_stride = 0;
+  p->k_scale = p->v_scale = NULL;
 }
 
 void fattn_context_options_init(fattn_context_options *o) {
