@@ -8,6 +8,8 @@
  *                                      neon, onednn, reference)
  *   --threads N[,N]                    only these thread counts (default 1 and
  *                                      all physical cores)
+ *   --engine                           only the inference-engine benchmarks (paged,
+ *                                      quantized KV, varlen, window) and their ratios
  *   --all                              also run the scalar backend on the large
  *                                      shapes (slow: minutes per benchmark)
  *   --block-keys N, --block-queries N  override the plan's block sizes (tuning)
@@ -29,6 +31,7 @@
 #include "gbench_shim.h"
 #include "bench_ukernel.h"
 #include "bench_layers.h"
+#include "bench_engine.h"
 #include "peak.h"
 
 #ifndef FATTN_GIT_COMMIT
@@ -315,11 +318,13 @@ static int backend_runs(fattn_backend be) {
 
 int main(int argc, char **argv) {
   const char *backend_list = NULL, *thread_list = NULL;
-  int all = 0, ncustom = 0, gargc = 0;
+  int all = 0, engine = 0, ncustom = 0, gargc = 0;
   char **gargv = calloc((size_t)argc + 1, sizeof *gargv);
   if (!gargv) return 1;
   for (int i = 0; i < argc; i++) {
-    if (i > 0 && !strcmp(argv[i], "--all")) {
+    if (i > 0 && !strcmp(argv[i], "--engine")) {
+      engine = 1;
+    } else if (i > 0 && !strcmp(argv[i], "--all")) {
       all = 1;
     } else if (i > 0 && i + 1 < argc && !strcmp(argv[i], "--backend")) {
       backend_list = argv[++i];
@@ -408,6 +413,13 @@ int main(int argc, char **argv) {
   } else {
     threads[nthreads++] = 1;
     if (info.physical_cores > 1) threads[nthreads++] = info.physical_cores;
+  }
+  if (engine) { /* the engine benchmarks alone */
+    register_engine(threads, nthreads, info.l3_bytes);
+    const int rc = gb_run(gargc, gargv);
+    free(gargv);
+    print_engine_summary();
+    return rc;
   }
   /* The machine's limits, measured now: the FMA peak of each ISA here at each
    * thread count (pct_peak divides by the one of the table that ran; the

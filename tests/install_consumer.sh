@@ -16,7 +16,7 @@ cmake -S "$src/examples" -B "$tmp/ex" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_C_CO
 cmake --build "$tmp/ex" > "$tmp/build.log"
 LD_LIBRARY_PATH=$libdir "$tmp/ex/sdpa_basic"
 "$tmp/ex/sdpa_basic_static"
-for ex in mha_pipeline mha_sentence encoder_tiny; do
+for ex in mha_pipeline mha_sentence encoder_tiny generate; do
   LD_LIBRARY_PATH=$libdir "$tmp/ex/$ex" > "$tmp/$ex.out" || { cat "$tmp/$ex.out"; exit 1; }
   echo "$ex: $(wc -l < "$tmp/$ex.out") lines, ok"
 done
@@ -31,4 +31,4 @@ LD_LIBRARY_PATH=$libdir "$tmp/pc_shared"
 "$cc" "$src/examples/sdpa_basic.c" $(pkg-config --cflags fattn) "$libdir/libfattn.a" \
   $(pkg-config --static --libs-only-other --libs-only-l fattn | sed 's/-lfattn//') -lm -o "$tmp/pc_static"
 "$tmp/pc_static"
-echo "consumer builds: 4 passed (and 3 layer examples), 0 failed"
+echo "consumer builds: 4 passed (and 4 layer / engine examples), 0 failed"
