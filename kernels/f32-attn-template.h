@@ -220,25 +220,40 @@ static void FA_FN(pv)(int64_t rows, int64_t n, int64_t dv, const float *pt, int6
 #define FA_SMALL_KEYS 4
 #define FA_PF 16 /* keys ahead to prefetch in the small kernels */
 
-/* K / V elements of the small kernels: DT 0 = f32, 1 = f16, 2 = bf16 (a
- * compile-time constant after inlining), converted on load. */
+/* K / V elements of the small kernels: DT & 3 is the type, 0 = f32, 1 = f16,
+ * 2 = bf16, 3 = i8 (unscaled: the kernels apply the per-key scale); DT & 4:
+ * rows through a table of row pointers (a paged cache) instead of a row
+ * stride. A compile-time constant after inlining; converted on load. */
 FA_INLINE fa_vec ld_vec(const int DT, const void *p, int64_t i) {
-  return DT == 0   ? fa_loadu((const float *)p + i)
-         : DT == 1 ? fa_cvt_f16((const uint16_t *)p + i)
-                   : fa_cvt_bf16((const uint16_t *)p + i);
+  return (DT & 3) == 0   ? fa_loadu((const float *)p + i)
+         : (DT & 3) == 1 ? fa_cvt_f16((const uint16_t *)p + i)
+         : (DT & 3) == 2 ? fa_cvt_bf16((const uint16_t *)p + i)
+                         : fa_cvt_i8((const int8_t *)p + i);
 }
 FA_INLINE float ld_one(const int DT, const void *p, int64_t i) {
-  return DT == 0   ? ((const float *)p)[i]
-         : DT == 1 ? fattn__f16_to_f32(((const uint16_t *)p)[i])
-                   : fattn__bf16_to_f32(((const uint16_t *)p)[i]);
+  return (DT & 3) == 0   ? ((const float *)p)[i]
+         : (DT & 3) == 1 ? fattn__f16_to_f32(((const uint16_t *)p)[i])
+         : (DT & 3) == 2 ? fattn__bf16_to_f32(((const uint16_t *)p)[i])
+                         : (float)((const int8_t *)p)[i];
 }
+static const float fa_unit_scale[1] = {1.0f}; /* the scale of unscaled types */
+FA_INLINE int64_t el_size(const int DT) { return (DT & 3) == 0 ? 4 : (DT & 3) == 3 ? 1 : 2; }
 FA_INLINE const void *el(const int DT, const void *p, int64_t i) {
-  return (const char *)p + i * (DT == 0 ? 4 : 2);
+  return (const char *)p + i * el_size(DT);
+}
+/* Row j of an operand: k + j·ldk, or the j-th row pointer. */
+FA_INLINE const void *krow(const int DT, const void *k, int64_t ldk, int64_t j) {
+  return DT & 4 ? ((const void *const *)k)[j] : el(DT, k, j * ldk);
+}
+/* The operand from row j on. */
+FA_INLINE const void *kfrom(const int DT, const void *k, int64_t ldk, int64_t j) {
+  return DT & 4 ? (const void *)((const void *const *)k + j) : el(DT, k, j * ldk);
 }
 
 /* Up to 4 rows × 4 keys of dot products along d. */
 FA_INLINE void qk_rows_tile(const int M, const int NK, const int DT, int64_t d, const float *q,
-                            const void *k, int64_t ldk, float *s, int64_t lds) {
+                            const void *k, int64_t ldk, const float *sc, int64_t ldsc, float *s,
+                            int64_t lds) {
   fa_vec acc[FA_SMALL_ROWS][FA_SMALL_KEYS];
 #pragma GCC unroll 4
   for (int r = 0; r < M; r++)
@@ -250,7 +265,7 @@ FA_INLINE void qk_rows_tile(const int M, const int NK, const int DT, int64_t d, 
     fa_vec kv[FA_SMALL_KEYS];
 #pragma GCC unroll 4
     for (int jj = 0; jj < NK; jj++)
-      kv[jj] = ld_vec(DT, k, jj * ldk + p);
+      kv[jj] = ld_vec(DT, krow(DT, k, ldk, jj), p);
 #pragma GCC unroll 4
     for (int r = 0; r < M; r++) {
       const fa_vec qv = fa_loadu(q + r * d + p);
@@ -265,14 +280,15 @@ FA_INLINE void qk_rows_tile(const int M, const int NK, const int DT, int64_t d, 
     for (int jj = 0; jj < NK; jj++) {
       float x = fa_hsum(acc[r][jj]);
       for (int64_t t = p; t < d; t++)
-        x += q[r * d + t] * ld_one(DT, k, jj * ldk + t);
-      s[r * lds + jj] = x;
+        x += q[r * d + t] * ld_one(DT, krow(DT, k, ldk, jj), t);
+      s[r * lds + jj] = (DT & 3) == 3 ? x * sc[jj * ldsc] : x;
     }
 }
 
 FA_INLINE void qk_rows_m(const int M, const int DT, int64_t n, int64_t d, const float *q,
-                         const void *k, int64_t ldk, float *s, int64_t lds) {
-  const int64_t pf = DT == 0 ? FA_PF : 2 * FA_PF; /* the same bytes ahead for halves */
+                         const void *k, int64_t ldk, const float *sc, int64_t ldsc, float *s,
+                         int64_t lds) {
+  const int64_t pf = FA_PF * (4 / el_size(DT)); /* the same bytes ahead for narrower types */
   int64_t j = 0;
   for (; j + FA_SMALL_KEYS <= n; j += FA_SMALL_KEYS) {
     /* decode streams K once from memory: ask for the rows FA_PF keys ahead
@@ -280,35 +296,43 @@ FA_INLINE void qk_rows_m(const int M, const int DT, int64_t n, int64_t d, const 
      * 16.2 -> 11.6 ms with the V prefetch below. */
     if (j + pf + FA_SMALL_KEYS <= n)
       for (int jj = 0; jj < FA_SMALL_KEYS; jj++)
-        for (int64_t off = 0; off < d; off += DT == 0 ? 16 : 32)
-          __builtin_prefetch(el(DT, k, (j + pf + jj) * ldk + off));
-    qk_rows_tile(M, FA_SMALL_KEYS, DT, d, q, el(DT, k, j * ldk), ldk, s + j, lds);
+        for (int64_t off = 0; off < d; off += 64 / el_size(DT))
+          __builtin_prefetch(el(DT, krow(DT, k, ldk, j + pf + jj), off));
+    qk_rows_tile(M, FA_SMALL_KEYS, DT, d, q, kfrom(DT, k, ldk, j), ldk, sc + j * ldsc, ldsc, s + j,
+                 lds);
   }
   for (; j < n; j++)
-    qk_rows_tile(M, 1, DT, d, q, el(DT, k, j * ldk), ldk, s + j, lds);
+    qk_rows_tile(M, 1, DT, d, q, kfrom(DT, k, ldk, j), ldk, sc + j * ldsc, ldsc, s + j, lds);
 }
 
 FA_INLINE void qk_rows_dt(const int DT, int64_t m, int64_t n, int64_t d, const float *q,
-                          const void *k, int64_t ldk, float *s, int64_t lds) {
+                          const void *k, int64_t ldk, const float *sc, int64_t ldsc, float *s,
+                          int64_t lds) {
   switch (m) {
-  case 4: qk_rows_m(4, DT, n, d, q, k, ldk, s, lds); break;
-  case 3: qk_rows_m(3, DT, n, d, q, k, ldk, s, lds); break;
-  case 2: qk_rows_m(2, DT, n, d, q, k, ldk, s, lds); break;
-  default: qk_rows_m(1, DT, n, d, q, k, ldk, s, lds); break;
+  case 4: qk_rows_m(4, DT, n, d, q, k, ldk, sc, ldsc, s, lds); break;
+  case 3: qk_rows_m(3, DT, n, d, q, k, ldk, sc, ldsc, s, lds); break;
+  case 2: qk_rows_m(2, DT, n, d, q, k, ldk, sc, ldsc, s, lds); break;
+  default: qk_rows_m(1, DT, n, d, q, k, ldk, sc, ldsc, s, lds); break;
   }
 }
 
 static void FA_FN(qk_rows)(int64_t m, int64_t n, int64_t d, const float *q, const float *k,
                            int64_t ldk, float *s, int64_t lds) {
-  qk_rows_dt(0, m, n, d, q, k, ldk, s, lds);
+  qk_rows_dt(0, m, n, d, q, k, ldk, fa_unit_scale, 0, s, lds);
 }
 
 static void FA_FN(qk_rows_half)(int64_t m, int64_t n, int64_t d, const float *q, const void *k,
                                 int64_t ldk, fattn_dtype dt, float *s, int64_t lds) {
   if (dt == FATTN_BF16)
-    qk_rows_dt(2, m, n, d, q, k, ldk, s, lds);
+    qk_rows_dt(2, m, n, d, q, k, ldk, fa_unit_scale, 0, s, lds);
   else
-    qk_rows_dt(1, m, n, d, q, k, ldk, s, lds);
+    qk_rows_dt(1, m, n, d, q, k, ldk, fa_unit_scale, 0, s, lds);
+}
+
+static void FA_FN(qk_rows_i8)(int64_t m, int64_t n, int64_t d, const float *q, const int8_t *k,
+                              int64_t ldk, const float *scale, int64_t ldsc, float *s,
+                              int64_t lds) {
+  qk_rows_dt(3, m, n, d, q, k, ldk, scale, ldsc, s, lds);
 }
 
 static void FA_FN(softmax_rows)(int64_t m, int64_t n, float *s, int64_t lds, float *mrow,
@@ -358,27 +382,28 @@ static void FA_FN(softmax_rows)(int64_t m, int64_t n, float *s, int64_t lds, flo
 /* Up to 4 rows × FA_SMALL_CV vectors of O along dv. */
 #define FA_SMALL_CV 4
 FA_INLINE void pv_rows_tile(const int M, const int CV, const int DT, int64_t n, const float *p,
-                            int64_t lds, const void *v, int64_t ldv, const float *alpha, float *o,
-                            int64_t ldo) {
+                            int64_t lds, const void *v, int64_t ldv, int64_t c0, const float *sc,
+                            int64_t ldsc, const float *alpha, float *o, int64_t ldo) {
   fa_vec acc[FA_SMALL_ROWS][FA_SMALL_CV];
 #pragma GCC unroll 4
   for (int r = 0; r < M; r++)
 #pragma GCC unroll 4
     for (int cv = 0; cv < CV; cv++)
       acc[r][cv] = fa_mul(fa_loadu(o + r * ldo + cv * FA_W), fa_set1(alpha[r]));
-  const int es = DT == 0 ? 4 : 2, step = FA_W * es >= 64 ? 1 : 64 / (FA_W * es);
-  const int64_t pf = DT == 0 ? FA_PF : 2 * FA_PF; /* the same bytes ahead for halves */
+  const int64_t es = el_size(DT), step = FA_W * es >= 64 ? 1 : 64 / (FA_W * es);
+  const int64_t pf = FA_PF * (4 / es); /* the same bytes ahead for narrower types */
   for (int64_t j = 0; j < n; j++) {
     if (j + pf < n) /* V streams from memory too: this tile's part of a row ahead */
       for (int cv = 0; cv < CV; cv += step)
-        __builtin_prefetch(el(DT, v, (j + pf) * ldv + cv * FA_W));
+        __builtin_prefetch(el(DT, krow(DT, v, ldv, j + pf), c0 + cv * FA_W));
     fa_vec vv[FA_SMALL_CV];
 #pragma GCC unroll 4
     for (int cv = 0; cv < CV; cv++)
-      vv[cv] = ld_vec(DT, v, j * ldv + cv * FA_W);
+      vv[cv] = ld_vec(DT, krow(DT, v, ldv, j), c0 + cv * FA_W);
 #pragma GCC unroll 4
     for (int r = 0; r < M; r++) {
-      const fa_vec pb = fa_bcast(p + r * lds + j);
+      const fa_vec pb =
+          (DT & 3) == 3 ? fa_set1(p[r * lds + j] * sc[j * ldsc]) : fa_bcast(p + r * lds + j);
 #pragma GCC unroll 4
       for (int cv = 0; cv < CV; cv++)
         acc[r][cv] = fa_fma(pb, vv[cv], acc[r][cv]);
@@ -392,45 +417,76 @@ FA_INLINE void pv_rows_tile(const int M, const int CV, const int DT, int64_t n, 
 }
 
 FA_INLINE void pv_rows_m(const int M, const int DT, int64_t n, int64_t dv, const float *p,
-                         int64_t lds, const void *v, int64_t ldv, const float *alpha, float *o,
-                         int64_t ldo) {
+                         int64_t lds, const void *v, int64_t ldv, const float *sc, int64_t ldsc,
+                         const float *alpha, float *o, int64_t ldo) {
   int64_t c = 0;
   for (; c + FA_SMALL_CV * FA_W <= dv; c += FA_SMALL_CV * FA_W)
-    pv_rows_tile(M, FA_SMALL_CV, DT, n, p, lds, el(DT, v, c), ldv, alpha, o + c, ldo);
+    pv_rows_tile(M, FA_SMALL_CV, DT, n, p, lds, v, ldv, c, sc, ldsc, alpha, o + c, ldo);
   for (; c + FA_W <= dv; c += FA_W)
-    pv_rows_tile(M, 1, DT, n, p, lds, el(DT, v, c), ldv, alpha, o + c, ldo);
+    pv_rows_tile(M, 1, DT, n, p, lds, v, ldv, c, sc, ldsc, alpha, o + c, ldo);
   for (; c < dv; c++) /* element tail */
     for (int r = 0; r < M; r++) {
       float acc = alpha[r] * o[r * ldo + c];
       for (int64_t j = 0; j < n; j++)
-        acc += p[r * lds + j] * ld_one(DT, v, j * ldv + c);
+        acc += p[r * lds + j] * ((DT & 3) == 3 ? sc[j * ldsc] : 1.0f) *
+               ld_one(DT, krow(DT, v, ldv, j), c);
       o[r * ldo + c] = acc;
     }
 }
 
 FA_INLINE void pv_rows_dt(const int DT, int64_t m, int64_t n, int64_t dv, const float *p,
-                          int64_t lds, const void *v, int64_t ldv, const float *alpha, float *o,
-                          int64_t ldo) {
+                          int64_t lds, const void *v, int64_t ldv, const float *sc, int64_t ldsc,
+                          const float *alpha, float *o, int64_t ldo) {
   switch (m) {
-  case 4: pv_rows_m(4, DT, n, dv, p, lds, v, ldv, alpha, o, ldo); break;
-  case 3: pv_rows_m(3, DT, n, dv, p, lds, v, ldv, alpha, o, ldo); break;
-  case 2: pv_rows_m(2, DT, n, dv, p, lds, v, ldv, alpha, o, ldo); break;
-  default: pv_rows_m(1, DT, n, dv, p, lds, v, ldv, alpha, o, ldo); break;
+  case 4: pv_rows_m(4, DT, n, dv, p, lds, v, ldv, sc, ldsc, alpha, o, ldo); break;
+  case 3: pv_rows_m(3, DT, n, dv, p, lds, v, ldv, sc, ldsc, alpha, o, ldo); break;
+  case 2: pv_rows_m(2, DT, n, dv, p, lds, v, ldv, sc, ldsc, alpha, o, ldo); break;
+  default: pv_rows_m(1, DT, n, dv, p, lds, v, ldv, sc, ldsc, alpha, o, ldo); break;
   }
 }
 
 static void FA_FN(pv_rows)(int64_t m, int64_t n, int64_t dv, const float *p, int64_t lds,
                            const float *v, int64_t ldv, const float *alpha, float *o, int64_t ldo) {
-  pv_rows_dt(0, m, n, dv, p, lds, v, ldv, alpha, o, ldo);
+  pv_rows_dt(0, m, n, dv, p, lds, v, ldv, fa_unit_scale, 0, alpha, o, ldo);
+}
+
+static void FA_FN(pv_rows_i8)(int64_t m, int64_t n, int64_t dv, const float *p, int64_t lds,
+                              const int8_t *v, int64_t ldv, const float *scale, int64_t ldsc,
+                              const float *alpha, float *o, int64_t ldo) {
+  pv_rows_dt(3, m, n, dv, p, lds, v, ldv, scale, ldsc, alpha, o, ldo);
+}
+
+/* The small kernels through row pointers (a paged cache): F32, F16, BF16 or
+ * I8 rows (scale[j] per key for I8, else unused). */
+static void FA_FN(qk_rows_gather)(int64_t m, int64_t n, int64_t d, const float *q,
+                                  const void *const *k, fattn_dtype dt, const float *scale,
+                                  float *s, int64_t lds) {
+  switch (dt) {
+  case FATTN_F16: qk_rows_dt(5, m, n, d, q, k, 0, fa_unit_scale, 0, s, lds); break;
+  case FATTN_BF16: qk_rows_dt(6, m, n, d, q, k, 0, fa_unit_scale, 0, s, lds); break;
+  case FATTN_I8: qk_rows_dt(7, m, n, d, q, k, 0, scale, 1, s, lds); break;
+  default: qk_rows_dt(4, m, n, d, q, k, 0, fa_unit_scale, 0, s, lds); break;
+  }
+}
+
+static void FA_FN(pv_rows_gather)(int64_t m, int64_t n, int64_t dv, const float *p, int64_t lds,
+                                  const void *const *v, fattn_dtype dt, const float *scale,
+                                  const float *alpha, float *o, int64_t ldo) {
+  switch (dt) {
+  case FATTN_F16: pv_rows_dt(5, m, n, dv, p, lds, v, 0, fa_unit_scale, 0, alpha, o, ldo); break;
+  case FATTN_BF16: pv_rows_dt(6, m, n, dv, p, lds, v, 0, fa_unit_scale, 0, alpha, o, ldo); break;
+  case FATTN_I8: pv_rows_dt(7, m, n, dv, p, lds, v, 0, scale, 1, alpha, o, ldo); break;
+  default: pv_rows_dt(4, m, n, dv, p, lds, v, 0, fa_unit_scale, 0, alpha, o, ldo); break;
+  }
 }
 
 static void FA_FN(pv_rows_half)(int64_t m, int64_t n, int64_t dv, const float *p, int64_t lds,
                                 const void *v, int64_t ldv, fattn_dtype dt, const float *alpha,
                                 float *o, int64_t ldo) {
   if (dt == FATTN_BF16)
-    pv_rows_dt(2, m, n, dv, p, lds, v, ldv, alpha, o, ldo);
+    pv_rows_dt(2, m, n, dv, p, lds, v, ldv, fa_unit_scale, 0, alpha, o, ldo);
   else
-    pv_rows_dt(1, m, n, dv, p, lds, v, ldv, alpha, o, ldo);
+    pv_rows_dt(1, m, n, dv, p, lds, v, ldv, fa_unit_scale, 0, alpha, o, ldo);
 }
 
 /* ---- pack_q / store_o: FA_TW × FA_TW transposes ---------------------------------- */
@@ -506,8 +562,8 @@ static void FA_FN(cvt_rows)(int64_t n, int64_t d, const void *src, int64_t lds, 
   }
 }
 
-static void FA_FN(cvt_from_f32)(int64_t n, int64_t d, const float *src, int64_t lds,
-                                fattn_dtype dt, void *dst, int64_t ldd) {
+static void FA_FN(cvt_from_f32)(int64_t n, int64_t d, const float *src, int64_t lds, fattn_dtype dt,
+                                void *dst, int64_t ldd) {
   uint16_t *h = dst;
   for (int64_t j = 0; j < n; j++) {
     const float *sr = src + j * lds;
@@ -560,6 +616,10 @@ const fattn__kernel_table FA_TABLE = {
     .pv_rows = FA_FN(pv_rows),
     .qk_rows_half = FA_FN(qk_rows_half),
     .pv_rows_half = FA_FN(pv_rows_half),
+    .qk_rows_i8 = FA_FN(qk_rows_i8),
+    .pv_rows_i8 = FA_FN(pv_rows_i8),
+    .qk_rows_gather = FA_FN(qk_rows_gather),
+    .pv_rows_gather = FA_FN(pv_rows_gather),
     .pack_q = FA_FN(pack_q),
     .store_o = FA_FN(store_o),
     .cvt_rows = FA_FN(cvt_rows),

@@ -46,6 +46,7 @@ typedef struct fattn__problem {
   const int32_t *cu_q, *cu_k, *seqused_k;
   const int32_t *block_table; /* paged K / V: k, v views are the pools */
   int64_t bt_stride, page;    /* entries per sequence; keys per block */
+  int page_shift;             /* log2(page) when a power of two, else -1 */
   int k_scaled, v_scaled;     /* I8 / F8 K / V: scales in k_scale / v_scale */
   fattn__view k_scale, v_scale;
   int features; /* nonzero when any of the above is used (not the oneDNN baseline's) */
@@ -71,8 +72,11 @@ static inline void fattn__q_index(const fattn__problem *pb, int64_t b, int64_t i
 static inline void fattn__k_index(const fattn__problem *pb, int64_t b, int64_t j, int64_t *d0,
                                   int64_t *d2, int64_t *run) {
   if (pb->block_table) {
-    *d0 = pb->block_table[b * pb->bt_stride + j / pb->page];
-    *d2 = j % pb->page;
+    /* a shift, not a division, for the usual power-of-two block sizes: this
+     * runs once per page of each kernel call */
+    const int64_t e = pb->page_shift >= 0 ? j >> pb->page_shift : j / pb->page;
+    *d0 = pb->block_table[b * pb->bt_stride + e];
+    *d2 = j - e * pb->page;
     *run = pb->page - *d2;
   } else {
     *d0 = pb->cu_k ? 0 : b;

@@ -49,6 +49,8 @@ static inline float fattn__hmax_avx2(__m256 x) {
 #define FA_QK_NJ 4
 #define FA_PV_RV 3
 #define FA_PV_CM 4
+#define fa_cvt_i8(p)                                                                               \
+  _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(p))))
 #define fa_cvt_f16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(p)))
 #define fa_cvt_bf16(p)                                                                             \
   _mm256_castsi256_ps(_mm256_slli_epi32(                                                           \

@@ -34,6 +34,8 @@
 #define FA_QK_NJ 6
 #define FA_PV_RV 2
 #define FA_PV_CM 8
+#define fa_cvt_i8(p)                                                                               \
+  _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(p))))
 #define fa_cvt_f16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(p)))
 #define fa_cvt_bf16(p)                                                                             \
   _mm512_castsi512_ps(_mm512_slli_epi32(                                                           \

@@ -80,10 +80,12 @@ static void init_rows(const fattn__problem *pb, int64_t hk, int64_t bq, int64_t 
 
 typedef struct unit_ws {
   float *qt, *st, *ot, *m, *l, *alpha;
-  float *ones;    /* rows_pad ones: the alpha of the second and later pages of a key block */
-  float *kc, *vc; /* a key block of K / V converted to f32 (half or quantized K / V only) */
-  float *qc;      /* one head's query rows converted to f32 (half q only) */
-  float *oc;      /* one head's output rows in f32 before rounding (half out only) */
+  float *ones;           /* rows_pad ones: the alpha of the second and later pages of a key block */
+  const void **kp, **vp; /* paged K / V: a key block's row pointers (gather kernels) */
+  float *ks, *vs;        /* and their scales */
+  float *kc, *vc;        /* a key block of K / V converted to f32 (half or quantized K / V only) */
+  float *qc;             /* one head's query rows converted to f32 (half q only) */
+  float *oc;             /* one head's output rows in f32 before rounding (half out only) */
 } unit_ws;
 
 static float *carve(char **p, int64_t floats) {
@@ -103,6 +105,11 @@ static unit_ws layout(const fattn__problem *pb, const fattn__plan *plan, char *b
   w.l = carve(&p, rp);
   w.alpha = carve(&p, rp);
   w.ones = carve(&p, rp);
+  const int64_t gb = pb->block_table ? plan->bn : 0;
+  w.kp = (const void **)(void *)carve(&p, gb * (int64_t)(sizeof(void *) / sizeof(float)));
+  w.vp = (const void **)(void *)carve(&p, gb * (int64_t)(sizeof(void *) / sizeof(float)));
+  w.ks = carve(&p, gb);
+  w.vs = carve(&p, gb);
   w.kc = carve(&p, pb->k.dtype != FATTN_F32 ? plan->bn * pb->D : 0);
   w.vc = carve(&p, pb->v.dtype != FATTN_F32 ? plan->bn * pb->Dv : 0);
   w.qc = carve(&p, pb->q.dtype != FATTN_F32 ? plan->bm * pb->D : 0);
@@ -142,6 +149,22 @@ static kv_run kv_seg(const fattn__problem *pb, int v, int64_t b, int64_t hk, int
     r.lds = sc->s[2];
   }
   return r;
+}
+
+/* Row pointers (and, for I8, scales) of keys [j0, j0 + n) of K or V, page
+ * by page: the gather kernels then run one call over a whole key block. */
+static void fill_rows(const fattn__problem *pb, int v, int64_t b, int64_t hk, int64_t j0, int64_t n,
+                      const void **ptr, float *scale) {
+  const int64_t es = (v ? &pb->v : &pb->k)->es;
+  for (int64_t off = 0; off < n;) {
+    int64_t len = n - off;
+    const kv_run r = kv_seg(pb, v, b, hk, j0 + off, &len);
+    for (int64_t x = 0; x < len; x++) {
+      ptr[off + x] = r.p + x * r.ld * es;
+      scale[off + x] = r.scale ? r.scale[x * r.lds] : 1.0f;
+    }
+    off += len;
+  }
 }
 
 /* F32 from OCP FP8, all 256 codes: built once. */
@@ -317,6 +340,14 @@ static void run_unit_small(const fattn__problem *pb, const fattn__kernel_table *
   const float qscale = pb->scale * FATTN__LOG2E;
   const int k_half = (pb->k.dtype == FATTN_F16 || pb->k.dtype == FATTN_BF16) && pb->k.s[3] <= 1;
   const int v_half = (pb->v.dtype == FATTN_F16 || pb->v.dtype == FATTN_BF16) && pb->v.s[3] <= 1;
+  /* I8 K / V dequantised on load by the kernels (decode streams the cache once) */
+  const int k_i8 = pb->k.dtype == FATTN_I8 && pb->k.s[3] <= 1 && t->qk_rows_i8;
+  const int v_i8 = pb->v.dtype == FATTN_I8 && pb->v.s[3] <= 1 && t->pv_rows_i8;
+  /* a paged cache through row pointers: one kernel call per key block */
+  const int k_gather = pb->block_table && t->qk_rows_gather && pb->k.s[3] <= 1 &&
+                       (pb->k.dtype == FATTN_F32 || k_half || k_i8);
+  const int v_gather = pb->block_table && t->pv_rows_gather && pb->v.s[3] <= 1 &&
+                       (pb->v.dtype == FATTN_F32 || v_half || v_i8);
   for (int64_t r = 0; r < rows; r++) {
     const void *src = fattn__q_row(pb, b, hk * G + r / bq, i0 + r % bq);
     for (int64_t p = 0; p < D; p++)
@@ -326,12 +357,18 @@ static void run_unit_small(const fattn__problem *pb, const fattn__kernel_table *
   memset(w->ot, 0, (size_t)(rows * Dv) * sizeof(float));
   for (int64_t j0 = ja; j0 < jhi; j0 += bn) {
     const int64_t n = jhi - j0 < bn ? jhi - j0 : bn;
-    if (pb->k.dtype == FATTN_F32 || (k_half && t->qk_rows_half)) { /* in place, page by page */
+    if (k_gather) {
+      fill_rows(pb, 0, b, hk, j0, n, w->kp, w->ks);
+      t->qk_rows_gather(rows, n, D, w->qt, w->kp, pb->k.dtype, w->ks, w->st, bn);
+    } else if (pb->k.dtype == FATTN_F32 || (k_half && t->qk_rows_half) || k_i8) { /* by page */
       for (int64_t off = 0; off < n;) {
         int64_t len = n - off;
         const kv_run r = kv_seg(pb, 0, b, hk, j0 + off, &len);
         if (pb->k.dtype == FATTN_F32)
           t->qk_rows(rows, len, D, w->qt, (const float *)r.p, r.ld, w->st + off, bn);
+        else if (k_i8)
+          t->qk_rows_i8(rows, len, D, w->qt, (const int8_t *)r.p, r.ld, r.scale, r.lds, w->st + off,
+                        bn);
         else /* convert on load */
           t->qk_rows_half(rows, len, D, w->qt, r.p, r.ld, pb->k.dtype, w->st + off, bn);
         off += len;
@@ -344,12 +381,20 @@ static void run_unit_small(const fattn__problem *pb, const fattn__kernel_table *
     const int masked = (pb->has_mask || straddles || modify) &&
                        mask_tile(pb, b, hk, i0, bq, j0, n, straddles, w->st, bn, 1);
     t->softmax_rows(rows, n, w->st, bn, w->m, w->l, w->alpha);
-    if (pb->v.dtype == FATTN_F32 || (v_half && t->pv_rows_half && !masked)) {
+    if (v_gather && !masked) {
+      fill_rows(pb, 1, b, hk, j0, n, w->vp, w->vs);
+      t->pv_rows_gather(rows, n, Dv, w->st, bn, w->vp, pb->v.dtype, w->vs, w->alpha, w->ot, Dv);
+      continue;
+    }
+    if (pb->v.dtype == FATTN_F32 || (((v_half && t->pv_rows_half) || v_i8) && !masked)) {
       for (int64_t off = 0; off < n;) {
         int64_t len = n - off;
         const kv_run r = kv_seg(pb, 1, b, hk, j0 + off, &len);
         const float *al = off ? w->ones : w->alpha;
-        if (pb->v.dtype != FATTN_F32)
+        if (v_i8)
+          t->pv_rows_i8(rows, len, Dv, w->st + off, bn, (const int8_t *)r.p, r.ld, r.scale, r.lds,
+                        al, w->ot, Dv);
+        else if (pb->v.dtype != FATTN_F32)
           t->pv_rows_half(rows, len, Dv, w->st + off, bn, r.p, r.ld, pb->v.dtype, al, w->ot, Dv);
         else if (masked && v_nonfinite((const float *)r.p, r.ld, 1, len, Dv))
           pv_skip_zero(rows, len, Dv, w->st + off, bn, 1, (const float *)r.p, r.ld, 1, al, w->ot,

@@ -74,7 +74,8 @@ fattn_status fattn__make_plan(const fattn__problem *pb, const fattn__kernel_tabl
   plan->rows_pad = rows;
   /* Each piece is bounded by rows, bn, D and Dv, which validation checked
    * against int64 (B·H·Lq·Lk·(D+Dv)·4 fits); the sum is checked here. */
-  /* + a key block of K and of V converted to f32 when they are half, and one
+  /* + row pointers and scales of a key block of a paged K and V (the gather
+   * kernels), a key block of K and of V converted to f32 when they are half, and one
    * head's query rows when q is, and its output rows when out is */
   const int64_t pieces[] = {rows * pb->D,
                             rows * bn,
@@ -83,6 +84,10 @@ fattn_status fattn__make_plan(const fattn__problem *pb, const fattn__kernel_tabl
                             rows,
                             rows,
                             rows,
+                            pb->block_table ? bn * (int64_t)(sizeof(void *) / sizeof(float)) : 0,
+                            pb->block_table ? bn * (int64_t)(sizeof(void *) / sizeof(float)) : 0,
+                            pb->block_table ? bn : 0,
+                            pb->block_table ? bn : 0,
                             pb->k.dtype != FATTN_F32 ? bn * pb->D : 0,
                             pb->v.dtype != FATTN_F32 ? bn * pb->Dv : 0,
                             pb->q.dtype != FATTN_F32 ? bq * pb->D : 0,

@@ -415,6 +415,9 @@ fattn_status fattn__validate(const fattn_tensor *q, const fattn_tensor *k, const
   pb->block_table = prm->block_table;
   pb->bt_stride = paged ? prm->block_table_stride : 0;
   pb->page = paged ? k->dims[2] : 0;
+  pb->page_shift = -1;
+  for (int sh = 0; sh < 62 && paged; sh++)
+    if ((INT64_C(1) << sh) == pb->page) pb->page_shift = sh;
 
   /* Quantized K / V: their scales, checked for the keys each sequence uses. */
   span sks = {0, 0}, svs = {0, 0};
