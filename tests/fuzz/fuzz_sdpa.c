@@ -76,6 +76,7 @@ typedef struct problem {
   void *bq, *bk, *bv, *bo, *bm, *bl, *bo2, *bl2;
   size_t nq, nk, nv, no, nm, nl;
   int32_t kv_lens[8];
+  float slopes[64], sinks[64];
   fattn_sdpa_params p;
 } problem;
 
@@ -94,6 +95,7 @@ enum {
   BAD_OVERLAP_OUT,
   BAD_HEADS,
   BAD_BACKEND,
+  BAD_FEATURE,
   BAD_KINDS
 };
 static const char *const bad_names[BAD_KINDS] = {"dim <= 0",
@@ -105,7 +107,8 @@ static const char *const bad_names[BAD_KINDS] = {"dim <= 0",
                                                  "zero stride outside a mask",
                                                  "overlapping output rows",
                                                  "H not a multiple of Hkv",
-                                                 "invalid backend enum"};
+                                                 "invalid backend enum",
+                                                 "window < -1, NaN slope, bad softcap or sink"};
 static long g_bad[BAD_KINDS], g_status[16], g_calls, g_compared;
 
 static void report(void) {
@@ -239,6 +242,37 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     pr.p.attn_mask = &pr.mask;
   }
+  /* the inference-engine score features: window, ALiBi, softcap, sinks,
+   * sometimes with a bad value */
+  const unsigned fsel = take(&b);
+  int bad_feature = 0;
+  if (fsel & 1) {
+    const unsigned w = take(&b);
+    pr.p.window_left = w % 11 == 0 ? -2 : (int64_t)(w % 40) - 1;
+    pr.p.window_right = fsel & 2 ? (int64_t)(w / 40 % 8) - 1 : -1;
+    bad_feature |= pr.p.window_left < -1;
+  }
+  if ((fsel & 4) && H > 0 && H <= 64) {
+    for (int64_t h = 0; h < H; h++) {
+      const unsigned c = take(&b);
+      pr.slopes[h] = c % 31 == 0 ? NAN : (float)(c % 16) * 0.0625f;
+      bad_feature |= isnan(pr.slopes[h]);
+    }
+    pr.p.alibi_slopes = pr.slopes;
+  }
+  if (fsel & 8) {
+    const float caps[] = {0.5f, 2.0f, 30.0f, 1.0f, -1.0f, INFINITY, 0.0f, 5.0f};
+    pr.p.softcap = caps[fsel / 8 % 8];
+    bad_feature |= !(pr.p.softcap >= 0.0f) || isinf(pr.p.softcap);
+  }
+  if ((fsel & 128) && H > 0 && H <= 64) {
+    for (int64_t h = 0; h < H; h++) {
+      const unsigned c = take(&b);
+      pr.sinks[h] = c % 37 == 0 ? INFINITY : (float)((int)(c % 32) - 16) * 0.25f;
+      bad_feature |= isinf(pr.sinks[h]);
+    }
+    pr.p.sinks = pr.sinks;
+  }
   const fattn_backend backs[] = {FATTN_BACKEND_AUTO,   FATTN_BACKEND_SCALAR, FATTN_BACKEND_AVX2,
                                  FATTN_BACKEND_AVX512, FATTN_BACKEND_NEON,   FATTN_BACKEND_ONEDNN,
                                  FATTN_BACKEND_AUTO,   (fattn_backend)77};
@@ -266,13 +300,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   g_bad[BAD_OVERLAP_OUT] += olay == 4 && Dv > 1;
   g_bad[BAD_HEADS] += gsel % 23 == 7;
   g_bad[BAD_BACKEND] += bsel % 8 == 7;
+  g_bad[BAD_FEATURE] += bad_feature;
   if (st != FATTN_SUCCESS) {
     check(fattn_last_error()[0] != '\0', "a failure without a message", &pr, st);
     check(is_poison(pr.bo, pr.no / 4) && is_poison(pr.bl, pr.nl / 4),
           "a failed call wrote out or lse", &pr, st);
   } else {
-    check(!huge && !any_bad && dq != FATTN_U8 && dk != FATTN_U8 && (unsigned)dq <= FATTN_BF16 &&
-              (unsigned)dk <= FATTN_BF16,
+    check(!huge && !any_bad && !bad_feature && dq != FATTN_U8 && dk != FATTN_U8 &&
+              (unsigned)dq <= FATTN_BF16 && (unsigned)dk <= FATTN_BF16,
           "an invalid problem accepted", &pr, st);
     /* the reference, into fresh buffers with the same layout */
     problem ref = pr;
