@@ -220,34 +220,42 @@ static void FA_FN(pv)(int64_t rows, int64_t n, int64_t dv, const float *pt, int6
 #define FA_SMALL_KEYS 4
 #define FA_PF 16 /* keys ahead to prefetch in the small kernels */
 
-/* K / V elements of the small kernels: DT & 3 is the type, 0 = f32, 1 = f16,
- * 2 = bf16, 3 = i8 (unscaled: the kernels apply the per-key scale); DT & 4:
- * rows through a table of row pointers (a paged cache) instead of a row
- * stride. A compile-time constant after inlining; converted on load. */
+/* K / V elements of the small kernels: DT & 7 is the type, 0 = f32, 1 = f16,
+ * 2 = bf16, 3 = i8, 4 = fp8 e4m3, 5 = fp8 e5m2 (3-5 unscaled: the kernels
+ * apply the per-key scale); DT & 8: rows through a table of row pointers (a
+ * paged cache) instead of a row stride. A compile-time constant after
+ * inlining; converted on load. */
 FA_INLINE fa_vec ld_vec(const int DT, const void *p, int64_t i) {
-  return (DT & 3) == 0   ? fa_loadu((const float *)p + i)
-         : (DT & 3) == 1 ? fa_cvt_f16((const uint16_t *)p + i)
-         : (DT & 3) == 2 ? fa_cvt_bf16((const uint16_t *)p + i)
-                         : fa_cvt_i8((const int8_t *)p + i);
+  return (DT & 7) == 0   ? fa_loadu((const float *)p + i)
+         : (DT & 7) == 1 ? fa_cvt_f16((const uint16_t *)p + i)
+         : (DT & 7) == 2 ? fa_cvt_bf16((const uint16_t *)p + i)
+         : (DT & 7) == 3 ? fa_cvt_i8((const int8_t *)p + i)
+         : (DT & 7) == 4 ? fa_cvt_e4m3((const uint8_t *)p + i)
+                         : fa_cvt_e5m2((const uint8_t *)p + i);
 }
 FA_INLINE float ld_one(const int DT, const void *p, int64_t i) {
-  return (DT & 3) == 0   ? ((const float *)p)[i]
-         : (DT & 3) == 1 ? fattn__f16_to_f32(((const uint16_t *)p)[i])
-         : (DT & 3) == 2 ? fattn__bf16_to_f32(((const uint16_t *)p)[i])
-                         : (float)((const int8_t *)p)[i];
+  return (DT & 7) == 0   ? ((const float *)p)[i]
+         : (DT & 7) == 1 ? fattn__f16_to_f32(((const uint16_t *)p)[i])
+         : (DT & 7) == 2 ? fattn__bf16_to_f32(((const uint16_t *)p)[i])
+         : (DT & 7) == 3 ? (float)((const int8_t *)p)[i]
+         : (DT & 7) == 4 ? fattn__e4m3_to_f32(((const uint8_t *)p)[i])
+                         : fattn__e5m2_to_f32(((const uint8_t *)p)[i]);
 }
 static const float fa_unit_scale[1] = {1.0f}; /* the scale of unscaled types */
-FA_INLINE int64_t el_size(const int DT) { return (DT & 3) == 0 ? 4 : (DT & 3) == 3 ? 1 : 2; }
+FA_INLINE int scaled(const int DT) { return (DT & 7) >= 3; }
+FA_INLINE int64_t el_size(const int DT) {
+  return (DT & 7) == 0 ? 4 : (DT & 7) == 1 || (DT & 7) == 2 ? 2 : 1;
+}
 FA_INLINE const void *el(const int DT, const void *p, int64_t i) {
   return (const char *)p + i * el_size(DT);
 }
 /* Row j of an operand: k + j·ldk, or the j-th row pointer. */
 FA_INLINE const void *krow(const int DT, const void *k, int64_t ldk, int64_t j) {
-  return DT & 4 ? ((const void *const *)k)[j] : el(DT, k, j * ldk);
+  return DT & 8 ? ((const void *const *)k)[j] : el(DT, k, j * ldk);
 }
 /* The operand from row j on. */
 FA_INLINE const void *kfrom(const int DT, const void *k, int64_t ldk, int64_t j) {
-  return DT & 4 ? (const void *)((const void *const *)k + j) : el(DT, k, j * ldk);
+  return DT & 8 ? (const void *)((const void *const *)k + j) : el(DT, k, j * ldk);
 }
 
 /* Up to 4 rows × 4 keys of dot products along d. */
@@ -281,7 +289,7 @@ FA_INLINE void qk_rows_tile(const int M, const int NK, const int DT, int64_t d, 
       float x = fa_hsum(acc[r][jj]);
       for (int64_t t = p; t < d; t++)
         x += q[r * d + t] * ld_one(DT, krow(DT, k, ldk, jj), t);
-      s[r * lds + jj] = (DT & 3) == 3 ? x * sc[jj * ldsc] : x;
+      s[r * lds + jj] = scaled(DT) ? x * sc[jj * ldsc] : x;
     }
 }
 
@@ -329,10 +337,17 @@ static void FA_FN(qk_rows_half)(int64_t m, int64_t n, int64_t d, const float *q,
     qk_rows_dt(1, m, n, d, q, k, ldk, fa_unit_scale, 0, s, lds);
 }
 
-static void FA_FN(qk_rows_i8)(int64_t m, int64_t n, int64_t d, const float *q, const int8_t *k,
-                              int64_t ldk, const float *scale, int64_t ldsc, float *s,
-                              int64_t lds) {
-  qk_rows_dt(3, m, n, d, q, k, ldk, scale, ldsc, s, lds);
+/* DT of an 8-bit quantized type (I8, F8_E4M3, F8_E5M2), plus `gather`. */
+static int q8_dt(fattn_dtype dt) { return dt == FATTN_I8 ? 3 : dt == FATTN_F8_E4M3 ? 4 : 5; }
+
+static void FA_FN(qk_rows_q8)(int64_t m, int64_t n, int64_t d, const float *q, const void *k,
+                              int64_t ldk, fattn_dtype dt, const float *scale, int64_t ldsc,
+                              float *s, int64_t lds) {
+  switch (q8_dt(dt)) {
+  case 3: qk_rows_dt(3, m, n, d, q, k, ldk, scale, ldsc, s, lds); break;
+  case 4: qk_rows_dt(4, m, n, d, q, k, ldk, scale, ldsc, s, lds); break;
+  default: qk_rows_dt(5, m, n, d, q, k, ldk, scale, ldsc, s, lds); break;
+  }
 }
 
 static void FA_FN(softmax_rows)(int64_t m, int64_t n, float *s, int64_t lds, float *mrow,
@@ -403,7 +418,7 @@ FA_INLINE void pv_rows_tile(const int M, const int CV, const int DT, int64_t n, 
 #pragma GCC unroll 4
     for (int r = 0; r < M; r++) {
       const fa_vec pb =
-          (DT & 3) == 3 ? fa_set1(p[r * lds + j] * sc[j * ldsc]) : fa_bcast(p + r * lds + j);
+          scaled(DT) ? fa_set1(p[r * lds + j] * sc[j * ldsc]) : fa_bcast(p + r * lds + j);
 #pragma GCC unroll 4
       for (int cv = 0; cv < CV; cv++)
         acc[r][cv] = fa_fma(pb, vv[cv], acc[r][cv]);
@@ -428,7 +443,7 @@ FA_INLINE void pv_rows_m(const int M, const int DT, int64_t n, int64_t dv, const
     for (int r = 0; r < M; r++) {
       float acc = alpha[r] * o[r * ldo + c];
       for (int64_t j = 0; j < n; j++)
-        acc += p[r * lds + j] * ((DT & 3) == 3 ? sc[j * ldsc] : 1.0f) *
+        acc += p[r * lds + j] * (scaled(DT) ? sc[j * ldsc] : 1.0f) *
                ld_one(DT, krow(DT, v, ldv, j), c);
       o[r * ldo + c] = acc;
     }
@@ -450,22 +465,28 @@ static void FA_FN(pv_rows)(int64_t m, int64_t n, int64_t dv, const float *p, int
   pv_rows_dt(0, m, n, dv, p, lds, v, ldv, fa_unit_scale, 0, alpha, o, ldo);
 }
 
-static void FA_FN(pv_rows_i8)(int64_t m, int64_t n, int64_t dv, const float *p, int64_t lds,
-                              const int8_t *v, int64_t ldv, const float *scale, int64_t ldsc,
-                              const float *alpha, float *o, int64_t ldo) {
-  pv_rows_dt(3, m, n, dv, p, lds, v, ldv, scale, ldsc, alpha, o, ldo);
+static void FA_FN(pv_rows_q8)(int64_t m, int64_t n, int64_t dv, const float *p, int64_t lds,
+                              const void *v, int64_t ldv, fattn_dtype dt, const float *scale,
+                              int64_t ldsc, const float *alpha, float *o, int64_t ldo) {
+  switch (q8_dt(dt)) {
+  case 3: pv_rows_dt(3, m, n, dv, p, lds, v, ldv, scale, ldsc, alpha, o, ldo); break;
+  case 4: pv_rows_dt(4, m, n, dv, p, lds, v, ldv, scale, ldsc, alpha, o, ldo); break;
+  default: pv_rows_dt(5, m, n, dv, p, lds, v, ldv, scale, ldsc, alpha, o, ldo); break;
+  }
 }
 
-/* The small kernels through row pointers (a paged cache): F32, F16, BF16 or
- * I8 rows (scale[j] per key for I8, else unused). */
+/* The small kernels through row pointers (a paged cache): F32, F16, BF16,
+ * I8 or F8 rows (scale[j] per key for I8 / F8, else unused). */
 static void FA_FN(qk_rows_gather)(int64_t m, int64_t n, int64_t d, const float *q,
                                   const void *const *k, fattn_dtype dt, const float *scale,
                                   float *s, int64_t lds) {
   switch (dt) {
-  case FATTN_F16: qk_rows_dt(5, m, n, d, q, k, 0, fa_unit_scale, 0, s, lds); break;
-  case FATTN_BF16: qk_rows_dt(6, m, n, d, q, k, 0, fa_unit_scale, 0, s, lds); break;
-  case FATTN_I8: qk_rows_dt(7, m, n, d, q, k, 0, scale, 1, s, lds); break;
-  default: qk_rows_dt(4, m, n, d, q, k, 0, fa_unit_scale, 0, s, lds); break;
+  case FATTN_F16: qk_rows_dt(9, m, n, d, q, k, 0, fa_unit_scale, 0, s, lds); break;
+  case FATTN_BF16: qk_rows_dt(10, m, n, d, q, k, 0, fa_unit_scale, 0, s, lds); break;
+  case FATTN_I8: qk_rows_dt(11, m, n, d, q, k, 0, scale, 1, s, lds); break;
+  case FATTN_F8_E4M3: qk_rows_dt(12, m, n, d, q, k, 0, scale, 1, s, lds); break;
+  case FATTN_F8_E5M2: qk_rows_dt(13, m, n, d, q, k, 0, scale, 1, s, lds); break;
+  default: qk_rows_dt(8, m, n, d, q, k, 0, fa_unit_scale, 0, s, lds); break;
   }
 }
 
@@ -473,10 +494,12 @@ static void FA_FN(pv_rows_gather)(int64_t m, int64_t n, int64_t dv, const float 
                                   const void *const *v, fattn_dtype dt, const float *scale,
                                   const float *alpha, float *o, int64_t ldo) {
   switch (dt) {
-  case FATTN_F16: pv_rows_dt(5, m, n, dv, p, lds, v, 0, fa_unit_scale, 0, alpha, o, ldo); break;
-  case FATTN_BF16: pv_rows_dt(6, m, n, dv, p, lds, v, 0, fa_unit_scale, 0, alpha, o, ldo); break;
-  case FATTN_I8: pv_rows_dt(7, m, n, dv, p, lds, v, 0, scale, 1, alpha, o, ldo); break;
-  default: pv_rows_dt(4, m, n, dv, p, lds, v, 0, fa_unit_scale, 0, alpha, o, ldo); break;
+  case FATTN_F16: pv_rows_dt(9, m, n, dv, p, lds, v, 0, fa_unit_scale, 0, alpha, o, ldo); break;
+  case FATTN_BF16: pv_rows_dt(10, m, n, dv, p, lds, v, 0, fa_unit_scale, 0, alpha, o, ldo); break;
+  case FATTN_I8: pv_rows_dt(11, m, n, dv, p, lds, v, 0, scale, 1, alpha, o, ldo); break;
+  case FATTN_F8_E4M3: pv_rows_dt(12, m, n, dv, p, lds, v, 0, scale, 1, alpha, o, ldo); break;
+  case FATTN_F8_E5M2: pv_rows_dt(13, m, n, dv, p, lds, v, 0, scale, 1, alpha, o, ldo); break;
+  default: pv_rows_dt(8, m, n, dv, p, lds, v, 0, fa_unit_scale, 0, alpha, o, ldo); break;
   }
 }
 
@@ -616,8 +639,8 @@ const fattn__kernel_table FA_TABLE = {
     .pv_rows = FA_FN(pv_rows),
     .qk_rows_half = FA_FN(qk_rows_half),
     .pv_rows_half = FA_FN(pv_rows_half),
-    .qk_rows_i8 = FA_FN(qk_rows_i8),
-    .pv_rows_i8 = FA_FN(pv_rows_i8),
+    .qk_rows_q8 = FA_FN(qk_rows_q8),
+    .pv_rows_q8 = FA_FN(pv_rows_q8),
     .qk_rows_gather = FA_FN(qk_rows_gather),
     .pv_rows_gather = FA_FN(pv_rows_gather),
     .pack_q = FA_FN(pack_q),

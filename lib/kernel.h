@@ -100,18 +100,19 @@ typedef struct fattn__kernel_table {
   void (*pv_rows_half)(int64_t m, int64_t n, int64_t dv, const float *p, int64_t lds, const void *v,
                        int64_t ldv, fattn_dtype dt, const float *alpha, float *o, int64_t ldo);
 
-  /* qk_rows / pv_rows on I8 K / V rows (contiguous) with a scale per key:
-   * key j's row at k + j·ldk times scale[j·ldsc], dequantised on load. NULL:
-   * the driver dequantises blocks into f32 first. */
-  void (*qk_rows_i8)(int64_t m, int64_t n, int64_t d, const float *q, const int8_t *k, int64_t ldk,
-                     const float *scale, int64_t ldsc, float *s, int64_t lds);
-  void (*pv_rows_i8)(int64_t m, int64_t n, int64_t dv, const float *p, int64_t lds, const int8_t *v,
-                     int64_t ldv, const float *scale, int64_t ldsc, const float *alpha, float *o,
-                     int64_t ldo);
+  /* qk_rows / pv_rows on 8-bit quantized K / V rows (contiguous; dt I8,
+   * F8_E4M3 or F8_E5M2) with a scale per key: key j's row at k + j·ldk (bytes)
+   * times scale[j·ldsc], dequantised on load. NULL: the driver dequantises
+   * blocks into f32 first. */
+  void (*qk_rows_q8)(int64_t m, int64_t n, int64_t d, const float *q, const void *k, int64_t ldk,
+                     fattn_dtype dt, const float *scale, int64_t ldsc, float *s, int64_t lds);
+  void (*pv_rows_q8)(int64_t m, int64_t n, int64_t dv, const float *p, int64_t lds, const void *v,
+                     int64_t ldv, fattn_dtype dt, const float *scale, int64_t ldsc,
+                     const float *alpha, float *o, int64_t ldo);
 
   /* qk_rows / pv_rows with key j's row at k[j] / v[j] (a paged cache: one
-   * call spans many blocks): F32, F16, BF16 or I8 rows, contiguous; for I8
-   * times scale[j]. NULL: the driver calls the kernels above page by page. */
+   * call spans many blocks): F32, F16, BF16, I8 or F8 rows, contiguous; for
+   * I8 / F8 times scale[j]. NULL: the driver calls the kernels above page by page. */
   void (*qk_rows_gather)(int64_t m, int64_t n, int64_t d, const float *q, const void *const *k,
                          fattn_dtype dt, const float *scale, float *s, int64_t lds);
   void (*pv_rows_gather)(int64_t m, int64_t n, int64_t dv, const float *p, int64_t lds,

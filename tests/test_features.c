@@ -552,6 +552,72 @@ static void cases_quant(void) {
   run_case(&c, "bf16 q, i8 kv");
 }
 
+/* Every code of each 8-bit type through the decode kernels, exactly: 256
+ * sequences of one query and one key each (varlen, or paged), V's row b all
+ * code b, K zero: out[b] = scale · value(b), NaN for the NaN codes, ±inf for
+ * e5m2's infinities. */
+static void codes_exact(void) {
+  enum { NS = 256, D = 24 };
+  static const fattn_dtype dts[] = {FATTN_I8, FATTN_F8_E4M3, FATTN_F8_E5M2};
+  static uint8_t kb[NS * D], vb[NS * D];
+  static float q[NS * D], out[NS * D];
+  static int32_t cu[NS + 1], used[NS], bt[NS];
+  float ksc = 1.0f, vsc = 0.75f;
+  for (int b = 0; b <= NS; b++)
+    cu[b] = b;
+  for (int b = 0; b < NS; b++)
+    used[b] = 1, bt[b] = NS - 1 - b; /* block b of the pool holds sequence NS-1-b */
+  for (int x = 0; x < NS * D; x++)
+    q[x] = 0.5f, kb[x] = 0;
+  for (int di = 0; di < 3; di++)
+    for (int paged = 0; paged < 2; paged++)
+      for (int x = 0; x < g_nbe + 1; x++) {
+        const fattn_backend be = x == g_nbe ? FATTN_BACKEND_REFERENCE : g_be[x];
+        if (be == FATTN_BACKEND_ONEDNN) continue;
+        const fattn_dtype dt = dts[di];
+        for (int b = 0; b < NS; b++) /* sequence b's key sits at row b, or in block NS-1-b */
+          for (int c = 0; c < D; c++)
+            vb[(paged ? NS - 1 - b : b) * D + c] = (uint8_t)b;
+        fattn_tensor tq = {q, FATTN_F32, {1, 1, NS, D}, {0, D, D, 1}};
+        fattn_tensor to = {out, FATTN_F32, {1, 1, NS, D}, {0, D, D, 1}};
+        fattn_tensor tk = {kb, dt, {1, 1, NS, D}, {0, D, D, 1}};
+        if (paged) tk = (fattn_tensor){kb, dt, {NS, 1, 1, D}, {D, D, D, 1}};
+        fattn_tensor tv = tk;
+        tv.data = vb;
+        fattn_tensor sk = {&ksc, FATTN_F32, {1, 1, 1, 1}, {0, 0, 0, 1}}, sv = sk;
+        sv.data = &vsc;
+        fattn_sdpa_params p;
+        fattn_sdpa_params_init(&p);
+        p.num_seqs = NS;
+        p.cu_seqlens_q = cu;
+        if (paged)
+          p.block_table = bt, p.block_table_stride = 1, p.seqused_k = used;
+        else
+          p.cu_seqlens_k = cu;
+        p.k_scale = &sk, p.v_scale = &sv;
+        p.backend = be;
+        const fattn_status st = fattn_sdpa(g_ctx[0], &tq, &tk, &tv, &to, &p);
+        EXPECT(st == FATTN_SUCCESS, "codes %s: %s", dt_name(dt), fattn_last_error());
+        int bad = 0;
+        for (int b = 0; b < NS && st == FATTN_SUCCESS; b++) {
+          const float want = (dt == FATTN_I8        ? (float)(int8_t)b
+                              : dt == FATTN_F8_E4M3 ? e4m3_value(b)
+                                                    : e5m2_value(b)) *
+                             vsc;
+          for (int c = 0; c < D; c++) {
+            const float got = out[b * D + c];
+            if (!(got == want || (isnan(got) && isnan(want)))) {
+              if (!bad)
+                fprintf(stderr, "  code %d of %s (paged %d) on %s: got %g, want %g\n", b,
+                        dt_name(dt), paged, fattn_backend_name(be), (double)got, (double)want);
+              bad = 1;
+            }
+          }
+        }
+        EXPECT(!bad, "codes of %s through %s", dt_name(dt), fattn_backend_name(be));
+      }
+}
+
 /* Results do not depend on the thread count (bits), varlen and paged included. */
 static void determinism(void) {
   fcase c = base(5, 8, 2, 48, 1, 1, 700);
@@ -660,6 +726,7 @@ int main(int argc, char **argv) {
   cases_modifiers();
   cases_varlen_paged();
   cases_quant();
+  codes_exact();
   determinism();
   bad_inputs();
   for (int k = 0; k < 3; k++)

@@ -340,14 +340,14 @@ static void run_unit_small(const fattn__problem *pb, const fattn__kernel_table *
   const float qscale = pb->scale * FATTN__LOG2E;
   const int k_half = (pb->k.dtype == FATTN_F16 || pb->k.dtype == FATTN_BF16) && pb->k.s[3] <= 1;
   const int v_half = (pb->v.dtype == FATTN_F16 || pb->v.dtype == FATTN_BF16) && pb->v.s[3] <= 1;
-  /* I8 K / V dequantised on load by the kernels (decode streams the cache once) */
-  const int k_i8 = pb->k.dtype == FATTN_I8 && pb->k.s[3] <= 1 && t->qk_rows_i8;
-  const int v_i8 = pb->v.dtype == FATTN_I8 && pb->v.s[3] <= 1 && t->pv_rows_i8;
+  /* I8 / F8 K / V dequantised on load by the kernels (decode streams the cache once) */
+  const int k_q8 = pb->k_scaled && pb->k.s[3] <= 1 && t->qk_rows_q8;
+  const int v_q8 = pb->v_scaled && pb->v.s[3] <= 1 && t->pv_rows_q8;
   /* a paged cache through row pointers: one kernel call per key block */
   const int k_gather = pb->block_table && t->qk_rows_gather && pb->k.s[3] <= 1 &&
-                       (pb->k.dtype == FATTN_F32 || k_half || k_i8);
+                       (pb->k.dtype == FATTN_F32 || k_half || k_q8);
   const int v_gather = pb->block_table && t->pv_rows_gather && pb->v.s[3] <= 1 &&
-                       (pb->v.dtype == FATTN_F32 || v_half || v_i8);
+                       (pb->v.dtype == FATTN_F32 || v_half || v_q8);
   for (int64_t r = 0; r < rows; r++) {
     const void *src = fattn__q_row(pb, b, hk * G + r / bq, i0 + r % bq);
     for (int64_t p = 0; p < D; p++)
@@ -360,14 +360,14 @@ static void run_unit_small(const fattn__problem *pb, const fattn__kernel_table *
     if (k_gather) {
       fill_rows(pb, 0, b, hk, j0, n, w->kp, w->ks);
       t->qk_rows_gather(rows, n, D, w->qt, w->kp, pb->k.dtype, w->ks, w->st, bn);
-    } else if (pb->k.dtype == FATTN_F32 || (k_half && t->qk_rows_half) || k_i8) { /* by page */
+    } else if (pb->k.dtype == FATTN_F32 || (k_half && t->qk_rows_half) || k_q8) { /* by page */
       for (int64_t off = 0; off < n;) {
         int64_t len = n - off;
         const kv_run r = kv_seg(pb, 0, b, hk, j0 + off, &len);
         if (pb->k.dtype == FATTN_F32)
           t->qk_rows(rows, len, D, w->qt, (const float *)r.p, r.ld, w->st + off, bn);
-        else if (k_i8)
-          t->qk_rows_i8(rows, len, D, w->qt, (const int8_t *)r.p, r.ld, r.scale, r.lds, w->st + off,
+        else if (k_q8)
+          t->qk_rows_q8(rows, len, D, w->qt, r.p, r.ld, pb->k.dtype, r.scale, r.lds, w->st + off,
                         bn);
         else /* convert on load */
           t->qk_rows_half(rows, len, D, w->qt, r.p, r.ld, pb->k.dtype, w->st + off, bn);
@@ -386,14 +386,14 @@ static void run_unit_small(const fattn__problem *pb, const fattn__kernel_table *
       t->pv_rows_gather(rows, n, Dv, w->st, bn, w->vp, pb->v.dtype, w->vs, w->alpha, w->ot, Dv);
       continue;
     }
-    if (pb->v.dtype == FATTN_F32 || (((v_half && t->pv_rows_half) || v_i8) && !masked)) {
+    if (pb->v.dtype == FATTN_F32 || (((v_half && t->pv_rows_half) || v_q8) && !masked)) {
       for (int64_t off = 0; off < n;) {
         int64_t len = n - off;
         const kv_run r = kv_seg(pb, 1, b, hk, j0 + off, &len);
         const float *al = off ? w->ones : w->alpha;
-        if (v_i8)
-          t->pv_rows_i8(rows, len, Dv, w->st + off, bn, (const int8_t *)r.p, r.ld, r.scale, r.lds,
-                        al, w->ot, Dv);
+        if (v_q8)
+          t->pv_rows_q8(rows, len, Dv, w->st + off, bn, r.p, r.ld, pb->v.dtype, r.scale, r.lds, al,
+                        w->ot, Dv);
         else if (pb->v.dtype != FATTN_F32)
           t->pv_rows_half(rows, len, Dv, w->st + off, bn, r.p, r.ld, pb->v.dtype, al, w->ot, Dv);
         else if (masked && v_nonfinite((const float *)r.p, r.ld, 1, len, Dv))
