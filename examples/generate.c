@@ -89,6 +89,15 @@ static model make_model(const config *c) {
   return m;
 }
 
+static void free_model(model *m) {
+  for (int i = 0; i < m->c.layers; i++) {
+    layer_w *w = &m->l[i];
+    free(w->wq), free(w->wk), free(w->wv), free(w->wo), free(w->w1), free(w->w3), free(w->w2);
+    free(w->n1), free(w->n2);
+  }
+  free(m->l), free(m->emb), free(m->head), free(m->nf);
+}
+
 /* y[t][o] = Σ_i x[t][i] · w[o][i] */
 static void linear(int T, int in, int out, const float *x, const float *w, float *y) {
   for (int t = 0; t < T; t++)
@@ -542,7 +551,7 @@ int main(int argc, char **argv) {
                  .nreq = 8,
                  .gen = 32,
                  .prompt_len = big_prompts};
-  const model m = make_model(&c);
+  model m = make_model(&c);
   seq *seqs = calloc((size_t)c.nreq, sizeof *seqs);
   for (int r = 0; r < c.nreq; r++) {
     seqs[r].id = r;
@@ -580,5 +589,6 @@ int main(int argc, char **argv) {
   for (int r = 0; r < c.nreq; r++)
     free(seqs[r].tokens);
   free(seqs), free(logits);
+  free_model(&m);
   return fails ? 1 : 0;
 }
