@@ -43,6 +43,20 @@ static uint16_t to_bf16(float f) { /* nearest even; inputs are finite */
   return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
 
+/* One row of a table: the largest and the RMS error of out against ref,
+ * each relative to the RMS of ref. */
+static void print_error(const char *name, double spread, const float *out, const float *ref,
+                        int64_t n) {
+  double emax = 0, e2 = 0, r2 = 0;
+  for (int64_t i = 0; i < n; i++) {
+    const double e = fabs((double)out[i] - ref[i]);
+    emax = e > emax ? e : emax;
+    e2 += e * e, r2 += (double)ref[i] * ref[i];
+  }
+  const double rms = sqrt(r2 / (double)n);
+  printf("%-44s %7.0f %12.3g %12.3g\n", name, spread, emax / rms, sqrt(e2 / (double)n) / rms);
+}
+
 /* f32 to an OCP fp8 code (mb mantissa bits, exponent bias, largest finite
  * value), nearest; |x| beyond the largest saturates. */
 static uint8_t to_fp8(float x, int mb, int bias, float maxv) {
@@ -141,15 +155,7 @@ static void kv_formats(int64_t B, int64_t H, int64_t L, int64_t D) {
         fprintf(stderr, "fattn: %s\n", fattn_last_error());
         exit(1);
       }
-      double emax = 0, e2 = 0, r2 = 0;
-      for (int64_t i = 0; i < n; i++) {
-        const double e = fabs((double)out[i] - ref[i]);
-        emax = e > emax ? e : emax;
-        e2 += e * e, r2 += (double)ref[i] * ref[i];
-      }
-      const double rms = sqrt(r2 / (double)n);
-      printf("%-44s %7.0f %12.3g %12.3g\n", names[f], spreads[si], emax / rms,
-             sqrt(e2 / (double)n) / rms);
+      print_error(names[f], spreads[si], out, ref, n);
     }
   }
   printf("\n");
@@ -211,15 +217,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "fattn: %s\n", fattn_last_error());
         return 1;
       }
-      double emax = 0, e2 = 0, r2 = 0;
-      for (int64_t i = 0; i < nq; i++) {
-        const double e = fabs((double)out[i] - ref[i]);
-        emax = e > emax ? e : emax;
-        e2 += e * e, r2 += (double)ref[i] * ref[i];
-      }
-      const double rms = sqrt(r2 / (double)nq);
-      printf("%-44s %7.0f %12.3g %12.3g\n", modes[mi].name, spreads[si], emax / rms,
-             sqrt(e2 / (double)nq) / rms);
+      print_error(modes[mi].name, spreads[si], out, ref, nq);
       fattn_context_destroy(ctx);
     }
   }
