@@ -9,6 +9,7 @@
 #include <Python.h>
 
 #include <string.h>
+#include <time.h>
 
 #include "fattn.h"
 
@@ -132,24 +133,80 @@ static PyTypeObject ContextType = {
 
 /* ---- sdpa ----------------------------------------------------------------------- */
 
-/* A view as the Python layer passes it: (ptr, dtype, d0, d1, d2, d3, s0, s1, s2, s3). */
+/* A view as the Python layer passes it: (ptr, dtype, shape, strides), shape and
+ * strides tuples (torch.Size is one) of 2 to 4 entries, strides in elements;
+ * (L, E) becomes [1, 1, L, E] and (N, L, E) [N, 1, L, E]. */
 static int parse_view(PyObject *o, const char *name, fattn_tensor *t) {
-  if (!PyTuple_Check(o) || PyTuple_GET_SIZE(o) != 10) {
-    PyErr_Format(PyExc_TypeError, "%s: expected a 10-tuple view", name);
+  if (!PyTuple_Check(o) || PyTuple_GET_SIZE(o) != 4) {
+    PyErr_Format(PyExc_TypeError, "%s: expected a (ptr, dtype, shape, strides) view", name);
+    return -1;
+  }
+  PyObject *shape = PyTuple_GET_ITEM(o, 2), *strides = PyTuple_GET_ITEM(o, 3);
+  if (!PyTuple_Check(shape) || !PyTuple_Check(strides)) {
+    PyErr_Format(PyExc_TypeError, "%s: shape and strides must be tuples", name);
+    return -1;
+  }
+  const Py_ssize_t n = PyTuple_GET_SIZE(shape);
+  if (n < 2 || n > 4 || PyTuple_GET_SIZE(strides) != n) {
+    PyErr_Format(PyExc_ValueError, "%s: a view of %zd dims with %zd strides (2 to 4 dims)", name,
+                 n, PyTuple_GET_SIZE(strides));
     return -1;
   }
   t->data = PyLong_AsVoidPtr(PyTuple_GET_ITEM(o, 0));
   t->dtype = (fattn_dtype)PyLong_AsLong(PyTuple_GET_ITEM(o, 1));
   for (int i = 0; i < 4; i++) {
-    t->dims[i] = PyLong_AsLongLong(PyTuple_GET_ITEM(o, 2 + i));
-    t->strides[i] = PyLong_AsLongLong(PyTuple_GET_ITEM(o, 6 + i));
+    t->dims[i] = 1;
+    t->strides[i] = 0;
+  }
+  /* the last two dims, then the batch dim of a 3-D view or both of a 4-D one */
+  static const int at[5][4] = {{0}, {0}, {2, 3}, {0, 2, 3}, {0, 1, 2, 3}};
+  const int *pos = at[n];
+  for (Py_ssize_t i = 0; i < n; i++) {
+    t->dims[pos[i]] = PyLong_AsLongLong(PyTuple_GET_ITEM(shape, i));
+    t->strides[pos[i]] = PyLong_AsLongLong(PyTuple_GET_ITEM(strides, i));
   }
   return PyErr_Occurred() ? -1 : 0;
 }
 
+/* One call's arguments, parsed from the 11 positional arguments of sdpa. */
+typedef struct {
+  fattn_tensor q, k, v, out, mask, lse;
+  fattn_sdpa_params p;
+  fattn_context *ctx;
+} call_args;
+
+static int parse_call(PyObject *const *args, call_args *c) {
+  fattn_sdpa_params_init(&c->p);
+  if (parse_view(args[0], "q", &c->q) || parse_view(args[1], "k", &c->k) ||
+      parse_view(args[2], "v", &c->v) || parse_view(args[3], "out", &c->out))
+    return -1;
+  if (args[4] != Py_None) {
+    if (parse_view(args[4], "attn_mask", &c->mask)) return -1;
+    c->p.attn_mask = &c->mask;
+  }
+  if (args[5] != Py_None) {
+    if (parse_view(args[5], "lse", &c->lse)) return -1;
+    c->p.lse = &c->lse;
+  }
+  c->p.kv_lens = (const int32_t *)PyLong_AsVoidPtr(args[6]);
+  c->p.scale = (float)PyFloat_AsDouble(args[7]);
+  c->p.causal = (fattn_causal)PyLong_AsLong(args[8]);
+  c->p.backend = (fattn_backend)PyLong_AsLong(args[9]);
+  if (PyErr_Occurred()) return -1;
+  c->ctx = NULL;
+  if (args[10] != Py_None) {
+    if (!PyObject_TypeCheck(args[10], &ContextType)) {
+      PyErr_SetString(PyExc_TypeError, "context must be a fattn.Context");
+      return -1;
+    }
+    c->ctx = ((ContextObject *)args[10])->ctx;
+  }
+  return 0;
+}
+
 PyDoc_STRVAR(sdpa_doc,
              "sdpa(q, k, v, out, mask, lse, kv_lens_ptr, scale, causal, backend, context)\n\n"
-             "Low level: views are (ptr, dtype, d0..d3, s0..s3) tuples; mask / lse / context "
+             "Low level: views are (ptr, dtype, shape, strides) tuples; mask / lse / context "
              "may be None, kv_lens_ptr 0. Use fattn.scaled_dot_product_attention instead.");
 
 static PyObject *sdpa(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -158,41 +215,120 @@ static PyObject *sdpa(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     PyErr_Format(PyExc_TypeError, "sdpa takes 11 arguments (%zd given)", nargs);
     return NULL;
   }
-  fattn_tensor q, k, v, out, mask, lse;
-  fattn_sdpa_params p;
-  fattn_sdpa_params_init(&p);
-  if (parse_view(args[0], "q", &q) || parse_view(args[1], "k", &k) ||
-      parse_view(args[2], "v", &v) || parse_view(args[3], "out", &out))
-    return NULL;
-  if (args[4] != Py_None) {
-    if (parse_view(args[4], "attn_mask", &mask)) return NULL;
-    p.attn_mask = &mask;
-  }
-  if (args[5] != Py_None) {
-    if (parse_view(args[5], "lse", &lse)) return NULL;
-    p.lse = &lse;
-  }
-  p.kv_lens = (const int32_t *)PyLong_AsVoidPtr(args[6]);
-  p.scale = (float)PyFloat_AsDouble(args[7]);
-  p.causal = (fattn_causal)PyLong_AsLong(args[8]);
-  p.backend = (fattn_backend)PyLong_AsLong(args[9]);
-  if (PyErr_Occurred()) return NULL;
-  fattn_context *ctx = NULL;
-  if (args[10] != Py_None) {
-    if (!PyObject_TypeCheck(args[10], &ContextType)) {
-      PyErr_SetString(PyExc_TypeError, "context must be a fattn.Context");
-      return NULL;
-    }
-    ctx = ((ContextObject *)args[10])->ctx;
-  }
+  call_args c;
+  if (parse_call(args, &c)) return NULL;
   fattn_status st;
   const char *msg = "";
   Py_BEGIN_ALLOW_THREADS;
-  st = fattn_sdpa(ctx, &q, &k, &v, &out, &p);
+  st = fattn_sdpa(c.ctx, &c.q, &c.k, &c.v, &c.out, &c.p);
   if (st != FATTN_SUCCESS) msg = fattn_last_error(); /* thread-local: read on this thread */
   Py_END_ALLOW_THREADS;
   if (st != FATTN_SUCCESS) return raise_status("fattn_sdpa", st, msg);
   Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(time_sdpa_doc,
+             "_time_sdpa(<sdpa's 11 arguments>, reps) -> list of seconds\n\n"
+             "For the benchmark: the same fattn_sdpa call `reps` times from C, each "
+             "timed alone (CLOCK_MONOTONIC): the C side of the binding's overhead.");
+
+static PyObject *time_sdpa(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+  (void)self;
+  if (nargs != 12) {
+    PyErr_Format(PyExc_TypeError, "_time_sdpa takes 12 arguments (%zd given)", nargs);
+    return NULL;
+  }
+  call_args c;
+  if (parse_call(args, &c)) return NULL;
+  Py_ssize_t reps = PyLong_AsSsize_t(args[11]);
+  if (reps < 1) {
+    if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "reps must be >= 1");
+    return NULL;
+  }
+  double *sec = PyMem_RawMalloc((size_t)reps * sizeof(double));
+  if (!sec) return PyErr_NoMemory();
+  fattn_status st = FATTN_SUCCESS;
+  const char *msg = "";
+  Py_BEGIN_ALLOW_THREADS;
+  for (Py_ssize_t i = 0; i < reps && st == FATTN_SUCCESS; i++) {
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    st = fattn_sdpa(c.ctx, &c.q, &c.k, &c.v, &c.out, &c.p);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    sec[i] = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+  }
+  if (st != FATTN_SUCCESS) msg = fattn_last_error();
+  Py_END_ALLOW_THREADS;
+  PyObject *list = st == FATTN_SUCCESS ? PyList_New(reps) : NULL;
+  for (Py_ssize_t i = 0; list && i < reps; i++) {
+    PyObject *f = PyFloat_FromDouble(sec[i]);
+    if (!f) Py_CLEAR(list);
+    else PyList_SET_ITEM(list, i, f);
+  }
+  PyMem_RawFree(sec);
+  if (st != FATTN_SUCCESS) return raise_status("fattn_sdpa", st, msg);
+  return list;
+}
+
+/* ---- torch tensors, read without torch's headers ------------------------------------ */
+
+/* torch's dtype objects for F32, F16, BF16 and bool (U8), and torch.strided,
+ * handed over by fattn/_sdpa.py once torch is imported. */
+static PyObject *torch_dtypes[4], *torch_strided;
+static PyObject *s_dtype, *s_is_cpu, *s_layout, *s_is_nested, *s_data_ptr, *s_stride, *s_shape;
+
+static PyObject *set_torch(PyObject *self, PyObject *args) {
+  (void)self;
+  PyObject *d[4], *strided;
+  if (!PyArg_ParseTuple(args, "OOOOO", &d[0], &d[1], &d[2], &d[3], &strided)) return NULL;
+  for (int i = 0; i < 4; i++) {
+    Py_INCREF(d[i]);
+    Py_XSETREF(torch_dtypes[i], d[i]);
+  }
+  Py_INCREF(strided);
+  Py_XSETREF(torch_strided, strided);
+  Py_RETURN_NONE;
+}
+
+/* torch_view(t) -> (ptr, dtype, shape, strides) for a CPU, strided, non-nested
+ * tensor of one of fattn's dtypes; None for anything else (the Python layer
+ * then says what is wrong). The same attributes fattn/_sdpa.py would read,
+ * without the interpreter between them: the binding's overhead per call. */
+static PyObject *torch_view(PyObject *self, PyObject *t) {
+  (void)self;
+  PyObject *dtype = NULL, *flag = NULL, *ptr = NULL, *stride = NULL, *shape = NULL;
+  PyObject *res = NULL;
+  int code = -1;
+  if (!torch_strided) Py_RETURN_NONE;
+  if (!(dtype = PyObject_GetAttr(t, s_dtype))) goto done;
+  for (int i = 0; i < 4; i++)
+    if (dtype == torch_dtypes[i]) code = i;
+  if (code < 0) goto none;
+  if (!(flag = PyObject_GetAttr(t, s_is_cpu))) goto done;
+  if (flag != Py_True) goto none;
+  Py_CLEAR(flag);
+  if (!(flag = PyObject_GetAttr(t, s_layout))) goto done;
+  if (flag != torch_strided) goto none;
+  Py_CLEAR(flag);
+  if (!(flag = PyObject_GetAttr(t, s_is_nested))) goto done;
+  if (flag != Py_False) goto none;
+  if (!(ptr = PyObject_CallMethodNoArgs(t, s_data_ptr))) goto done;
+  if (!(stride = PyObject_CallMethodNoArgs(t, s_stride))) goto done;
+  if (!(shape = PyObject_GetAttr(t, s_shape))) goto done;
+  PyObject *c = PyLong_FromLong(code);
+  if (c) res = PyTuple_Pack(4, ptr, c, shape, stride);
+  Py_XDECREF(c);
+  goto done;
+none:
+  res = Py_None;
+  Py_INCREF(res);
+done:
+  Py_XDECREF(dtype);
+  Py_XDECREF(flag);
+  Py_XDECREF(ptr);
+  Py_XDECREF(stride);
+  Py_XDECREF(shape);
+  return res;
 }
 
 static PyObject *runtime_info(PyObject *self, PyObject *unused) {
@@ -203,6 +339,11 @@ static PyObject *runtime_info(PyObject *self, PyObject *unused) {
 
 static PyMethodDef methods[] = {
     {"sdpa", (PyCFunction)(void (*)(void))sdpa, METH_FASTCALL, sdpa_doc},
+    {"_time_sdpa", (PyCFunction)(void (*)(void))time_sdpa, METH_FASTCALL, time_sdpa_doc},
+    {"_set_torch", set_torch, METH_VARARGS,
+     "_set_torch(float32, float16, bfloat16, bool, strided): torch's objects, once imported."},
+    {"torch_view", torch_view, METH_O,
+     "torch_view(t) -> (ptr, dtype, shape, strides), or None if fattn cannot read t."},
     {"runtime_info", runtime_info, METH_NOARGS,
      "runtime_info() -> dict for the default context."},
     {NULL, NULL, 0, NULL}};
@@ -214,6 +355,14 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC PyInit__C(void);
 PyMODINIT_FUNC PyInit__C(void) {
   if (PyType_Ready(&ContextType) < 0) return NULL;
+  struct {
+    PyObject **s;
+    const char *name;
+  } names[] = {{&s_dtype, "dtype"},         {&s_is_cpu, "is_cpu"}, {&s_layout, "layout"},
+               {&s_is_nested, "is_nested"}, {&s_data_ptr, "data_ptr"}, {&s_stride, "stride"},
+               {&s_shape, "shape"}};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (!*names[i].s && !(*names[i].s = PyUnicode_InternFromString(names[i].name))) return NULL;
   PyObject *m = PyModule_Create(&module);
   if (!m) return NULL;
   Py_INCREF(&ContextType);

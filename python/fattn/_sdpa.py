@@ -17,6 +17,7 @@ from . import _C
 __all__ = ["scaled_dot_product_attention", "Context", "runtime_info"]
 
 Context = _C.Context
+_torch_view = _C.torch_view
 
 _F32, _F16, _BF16, _U8 = 0, 1, 2, 3
 _ITEMSIZE = {_F32: 4, _F16: 2, _BF16: 2, _U8: 1}
@@ -31,8 +32,10 @@ try:  # bfloat16 arrays come from ml_dtypes, when it is installed
 except ImportError:  # pragma: no cover - depends on the environment
     ml_dtypes = None
 
-_torch_codes = None  # {torch.dtype: code}, filled when the first tensor arrives
 _contexts = {}  # num_threads -> Context, for the num_threads= keyword
+_tensor_type = None  # torch.Tensor once torch is imported
+_torch_codes = {}  # {torch.dtype: code}
+_strided = None  # torch.strided
 
 
 def runtime_info(context=None):
@@ -41,22 +44,37 @@ def runtime_info(context=None):
     return _C.runtime_info() if context is None else context.runtime_info()
 
 
-def _torch_code(dtype):
-    global _torch_codes
-    if _torch_codes is None:
-        torch = sys.modules["torch"]
-        _torch_codes = {torch.float32: _F32, torch.float16: _F16, torch.bfloat16: _BF16,
-                        torch.bool: _U8}
-    return _torch_codes.get(dtype)
-
-
-def _is_numpy(x):
-    return isinstance(x, np.ndarray)
+def _see_torch():
+    """Binds the torch names once torch has been imported (by anyone)."""
+    global _tensor_type, _strided
+    torch = sys.modules.get("torch")
+    if torch is None or not hasattr(torch, "Tensor"):
+        return False
+    _torch_codes.update({torch.float32: _F32, torch.float16: _F16, torch.bfloat16: _BF16,
+                         torch.bool: _U8})
+    _strided = torch.strided
+    _tensor_type = torch.Tensor
+    _C._set_torch(torch.float32, torch.float16, torch.bfloat16, torch.bool, torch.strided)
+    return True
 
 
 def _describe(x, name):
-    """(kind, ptr, code, shape, strides) of a torch tensor or NumPy array,
-    strides in elements. Raises TypeError for anything else."""
+    """(ptr, code, shape, strides) of a torch tensor or NumPy array, strides in
+    elements: the view _C.sdpa takes (2 to 4 dims). Raises TypeError for
+    anything else."""
+    if _tensor_type is not None and isinstance(x, _tensor_type):
+        v = _torch_view(x)
+        if v is not None:
+            return v
+        code = _torch_codes.get(x.dtype)
+        if code is None:
+            raise TypeError(f"{name}: dtype {x.dtype} is not supported (float32, bfloat16, "
+                            f"float16; bool for masks)")
+        if not x.is_cpu:
+            raise ValueError(f"{name} is on {x.device}: fattn runs on CPU tensors")
+        if x.layout is not _strided or x.is_nested:
+            raise ValueError(f"{name}: sparse and nested tensors are not supported")
+        raise ValueError(f"{name}: fattn cannot read this tensor")  # pragma: no cover
     if isinstance(x, np.ndarray):
         code = _NP_CODES.get(x.dtype)
         if code is None:
@@ -67,39 +85,24 @@ def _describe(x, name):
         if any(s % size for s in strides):
             raise ValueError(f"{name}: byte strides {strides} are not multiples of the "
                              f"element size {size}")
-        return ("numpy", x.__array_interface__["data"][0], code, x.shape,
-                tuple(s // size for s in strides))
-    if hasattr(x, "data_ptr") and "torch" in sys.modules:
-        code = _torch_code(x.dtype)
-        if code is None:
-            raise TypeError(f"{name}: dtype {x.dtype} is not supported (float32, bfloat16, "
-                            f"float16; bool for masks)")
-        if x.device.type != "cpu":
-            raise ValueError(f"{name} is on {x.device}: fattn runs on CPU tensors")
-        if x.is_sparse or getattr(x, "is_nested", False):
-            raise ValueError(f"{name}: sparse and nested tensors are not supported")
-        return ("torch", x.data_ptr(), code, tuple(x.shape), x.stride())
+        return (x.__array_interface__["data"][0], code, x.shape, tuple(s // size for s in strides))
+    if _tensor_type is None and _see_torch():
+        return _describe(x, name)
     raise TypeError(f"{name}: expected a torch.Tensor or numpy.ndarray, got {type(x).__name__}")
 
 
-def _to4(shape, strides):
-    """fattn's 4-D [batch, heads, seq, dim] dims and strides for an (N, ..., L, E)
-    view, or None when the leading dims cannot be merged into one stride."""
-    n = len(shape)
-    if n == 4:
-        return tuple(shape), tuple(strides)
-    if n == 3:  # (N, L, E): one head
-        return (shape[0], 1, shape[1], shape[2]), (strides[0], 0, strides[1], strides[2])
-    if n == 2:
-        return (1, 1, shape[0], shape[1]), (0, 0, strides[0], strides[1])
+def _merged(w):
+    """A view of more than 4 dims as fattn's 4-D [batch, heads, seq, dim] one,
+    its leading dims merged into one stride; None when they do not merge."""
+    ptr, code, shape, strides = w
     b, bs = 1, 0
-    for d, s in zip(shape[:-3], strides[:-3]):  # merge (N, G, ...) into one batch dim
+    for d, s in zip(shape[:-3], strides[:-3]):
         if d == 1:
             continue
         if b > 1 and bs != s * d:
             return None
         b, bs = b * d, s
-    return (b,) + tuple(shape[-3:]), (bs,) + tuple(strides[-3:])
+    return (ptr, code, (b, *shape[-3:]), (bs, *strides[-3:]))
 
 
 def _broadcast(shape, strides, target, name):
@@ -120,24 +123,26 @@ def _broadcast(shape, strides, target, name):
     return tuple(target), tuple(out)
 
 
-def _run(views, kv_lens, scale, causal, backend, ctx):
+def _run(views, nd, kv_lens, scale, causal, backend, ctx):
     """Calls fattn on views (ptr, code, shape, strides) of q, k, v, out, mask,
-    lse; when leading dims do not merge into one stride, once per index of the
-    first dim (still without copies)."""
-    q = views[0]
-    fours = [None if w is None else _to4(w[2], w[3]) for w in views]
-    if all(f is not None for w, f in zip(views, fours) if w is not None):
-        args = [None if w is None else (w[0], w[1]) + f[0] + f[1] for w, f in zip(views, fours)]
-        _C.sdpa(args[0], args[1], args[2], args[3], args[4], args[5],
-                0 if kv_lens is None else kv_lens.__array_interface__["data"][0],
-                scale, causal, backend, ctx)
+    lse, all of nd dims. Up to 4 dims the C side maps them to fattn's 4-D
+    views ((L, E) and (N, L, E) get one head); beyond, the leading dims are
+    merged, or when they do not merge into one stride, fattn is called once
+    per index of the first dim (still without copies)."""
+    lens = 0 if kv_lens is None else kv_lens.__array_interface__["data"][0]
+    if nd <= 4:
+        _C.sdpa(*views, lens, scale, causal, backend, ctx)
         return
-    n0 = q[2][0]
+    merged = [None if w is None else _merged(w) for w in views]
+    if all(m is not None for m, w in zip(merged, views) if w is not None):
+        _C.sdpa(*merged, lens, scale, causal, backend, ctx)
+        return
+    n0 = views[0][2][0]
     per = None if kv_lens is None else kv_lens.size // n0
     for i in range(n0):
         sub = [None if w is None else
                (w[0] + i * w[3][0] * _ITEMSIZE[w[1]], w[1], w[2][1:], w[3][1:]) for w in views]
-        _run(sub, None if kv_lens is None else kv_lens[i * per:(i + 1) * per],
+        _run(sub, nd - 1, None if kv_lens is None else kv_lens[i * per:(i + 1) * per],
              scale, causal, backend, ctx)
 
 
@@ -171,9 +176,11 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     if is_causal and attn_mask is not None:
         raise ValueError("attn_mask and is_causal=True cannot be combined (PyTorch's rule); "
                          "use causal='top_left' with attn_mask to apply both")
-    if causal not in _CAUSAL:
-        raise ValueError(f"causal must be 'top_left', 'bottom_right' or None, not {causal!r}")
-    kind = _CAUSAL[causal]
+    kind = 0
+    if causal is not None:
+        kind = _CAUSAL.get(causal, -1) if isinstance(causal, str) else -1
+        if kind < 0:
+            raise ValueError(f"causal must be 'top_left', 'bottom_right' or None, not {causal!r}")
     if is_causal:
         if kind == 2:
             raise ValueError("is_causal=True is top-left; it conflicts with causal='bottom_right'")
@@ -184,34 +191,34 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         scale = float(scale)
         if scale == 0.0 or not math.isfinite(scale):
             raise ValueError(f"scale must be finite and non-zero (got {scale})")
-    b = _BACKENDS.get(backend)
+    b = 0 if backend == "auto" else _BACKENDS.get(backend)
     if b is None:
         raise ValueError(f"unknown backend {backend!r} (one of {', '.join(_BACKENDS)})")
-    if context is not None and num_threads is not None:
-        raise ValueError("give num_threads or context, not both")
     if num_threads is not None:
+        if context is not None:
+            raise ValueError("give num_threads or context, not both")
         context = _contexts.get(num_threads)
         if context is None:
             context = _contexts.setdefault(num_threads, Context(num_threads=num_threads))
     elif context is not None and not isinstance(context, Context):
         raise TypeError("context must be a fattn.Context")
 
-    qv, kv, vv = (_describe(query, "query"), _describe(key, "key"), _describe(value, "value"))
-    if not (qv[0] == kv[0] == vv[0]):
+    numpy_kind = isinstance(query, np.ndarray)
+    qv, kv, vv = _describe(query, "query"), _describe(key, "key"), _describe(value, "value")
+    if isinstance(key, np.ndarray) != numpy_kind or isinstance(value, np.ndarray) != numpy_kind:
         raise TypeError("query, key and value must all be torch tensors or all NumPy arrays")
-    if qv[2] == _U8 or kv[2] == _U8 or vv[2] == _U8:
+    if qv[1] == _U8 or kv[1] == _U8 or vv[1] == _U8:
         raise TypeError("query, key and value must be floating point")
-    qs, ks, vs = qv[3], kv[3], vv[3]
+    qs, ks, vs = tuple(qv[2]), tuple(kv[2]), tuple(vv[2])
     nd = len(qs)
     if nd < 2 or len(ks) != nd or len(vs) != nd:
         raise ValueError(f"query, key and value must have the same number of dims (>= 2): "
                          f"{qs}, {ks}, {vs}")
     if qs[-1] != ks[-1]:
         raise ValueError(f"query's E ({qs[-1]}) differs from key's ({ks[-1]})")
-    if ks[-2] != vs[-2]:
-        raise ValueError(f"key's S ({ks[-2]}) differs from value's ({vs[-2]})")
-    if ks[:-2] != vs[:-2]:
-        raise ValueError(f"key {ks} and value {vs} differ in their leading dims")
+    batch = qs[:-2]
+    if ks[:-1] != vs[:-1]:
+        raise ValueError(f"key {ks} and value {vs} differ in their leading dims or S")
     if nd >= 4:
         hq, hk = qs[-3], ks[-3]
         if qs[:-3] != ks[:-3]:
@@ -220,29 +227,27 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
             raise ValueError(f"query has {hq} heads and key / value {hk}: "
                              + ("Hq must be a multiple of Hkv" if enable_gqa else
                                 "pass enable_gqa=True for grouped-query attention"))
-    elif qs[:-2] != ks[:-2]:
+    elif batch != ks[:-2]:
         raise ValueError(f"query {qs} and key {ks} differ in their batch dims")
 
-    batch = qs[:-2]
-    out_shape = batch + (qs[-2], vs[-1])
-    numpy_kind = qv[0] == "numpy"
+    L, S = qs[-2], ks[-2]
     if out is None:
-        out = (np.empty(out_shape, dtype=query.dtype) if numpy_kind
-               else sys.modules["torch"].empty(out_shape, dtype=query.dtype))
+        out = (np.empty((*batch, L, vs[-1]), dtype=query.dtype) if numpy_kind
+               else _torch_empty(*batch, L, vs[-1], dtype=query.dtype))
     else:
         if numpy_kind and not out.flags.writeable:
             raise ValueError("out is read-only")
-        if tuple(out.shape) != out_shape:
-            raise ValueError(f"out has shape {tuple(out.shape)}, expected {out_shape}")
+        if tuple(out.shape) != (*batch, L, vs[-1]):
+            raise ValueError(f"out has shape {tuple(out.shape)}, expected {(*batch, L, vs[-1])}")
     ov = _describe(out, "out")
-    if ov[2] == _U8:
+    if ov[1] == _U8:
         raise TypeError("out must be floating point")
 
     mv = None
     keep = None  # a converted mask, alive during the call
     if attn_mask is not None:
         mask = attn_mask
-        if _is_numpy(mask) != numpy_kind:
+        if isinstance(mask, np.ndarray) != numpy_kind:
             raise TypeError("attn_mask must be of the same kind (torch / NumPy) as query")
         if numpy_kind:
             if mask.dtype != np.bool_ and mask.dtype != np.float32:
@@ -256,16 +261,15 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
                     raise TypeError(f"attn_mask must be bool or floating, not {mask.dtype}")
                 keep = mask = mask.float()
         m = _describe(mask, "attn_mask")
-        dims, strides = _broadcast(m[3], m[4], batch + (qs[-2], ks[-2]), "attn_mask")
-        mv = (m[1], m[2], dims, strides)
+        dims, strides = _broadcast(m[2], m[3], (*batch, L, S), "attn_mask")
+        mv = (m[0], m[1], dims, strides)
 
     lse = lv = None
     if return_lse:
-        lse_shape = batch + (qs[-2],)
-        lse = (np.empty(lse_shape, dtype=np.float32) if numpy_kind
-               else sys.modules["torch"].empty(lse_shape, dtype=sys.modules["torch"].float32))
+        lse = (np.empty((*batch, L), dtype=np.float32) if numpy_kind
+               else _torch_empty(*batch, L, dtype=sys.modules["torch"].float32))
         l = _describe(lse, "lse")
-        lv = (l[1], l[2], l[3] + (1,), l[4] + (1,))
+        lv = (l[0], l[1], (*l[2], 1), (*l[3], 1))
 
     lens = None
     if kv_lens is not None:
@@ -277,7 +281,21 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
             raise ValueError(f"kv_lens has {lens.size} entries; expected one per batch "
                              f"element ({want})")
 
-    views = [qv[1:], kv[1:], vv[1:], ov[1:], mv, lv]
-    _run(views, lens, scale, kind, b, context)
+    _run((qv, kv, vv, ov, mv, lv), nd, lens, scale, kind, b, context)
     del keep
     return (out, lse) if return_lse else out
+
+
+def _torch_empty(*shape, dtype):
+    return sys.modules["torch"].empty(*shape, dtype=dtype)
+
+
+def _call_args(query, key, value, out, is_causal=False, context=None):
+    """The arguments of _C.sdpa / _C._time_sdpa for inputs of up to 4 dims (the
+    benchmark's C side: the same call as scaled_dot_product_attention makes)."""
+    views = [_describe(x, n) for x, n in ((query, "query"), (key, "key"), (value, "value"),
+                                          (out, "out"))]
+    return (*views, None, None, 0, 0.0, 1 if is_causal else 0, 0, context)
+
+
+_see_torch()  # when torch was imported before fattn
