@@ -15,7 +15,9 @@ import torch
 
 from ._sdpa import scaled_dot_product_attention as _sdpa
 
-__all__ = ["register_transformers", "attention_forward"]
+__all__ = ["register_transformers", "attention_forward", "stats"]
+
+stats = {"fattn": 0, "fallback": 0}  # calls computed by fattn / handed to transformers' sdpa
 
 
 def attention_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None,
@@ -27,8 +29,10 @@ def attention_forward(module, query, key, value, attention_mask, dropout=0.0, sc
     if (dropout != 0.0 or needs_grad or kwargs.get("position_bias") is not None
             or kwargs.get("softcap") is not None or query.device.type != "cpu"
             or query.dtype not in (torch.float32, torch.bfloat16, torch.float16)):
+        stats["fallback"] += 1
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                       scaling=scaling, is_causal=is_causal, **kwargs)
+    stats["fattn"] += 1
     b, h, lq, _ = query.shape
     is_causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
     is_causal = bool(lq > 1 and attention_mask is None and is_causal)
