@@ -8,6 +8,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <float.h>
+#include <math.h>
 #include <string.h>
 #include <time.h>
 
@@ -274,19 +276,22 @@ static PyObject *time_sdpa(PyObject *self, PyObject *const *args, Py_ssize_t nar
 
 /* torch's dtype objects for F32, F16, BF16 and bool (U8), and torch.strided,
  * handed over by fattn/_sdpa.py once torch is imported. */
-static PyObject *torch_dtypes[4], *torch_strided;
+static PyObject *torch_dtypes[4], *torch_strided, *torch_empty;
 static PyObject *s_dtype, *s_is_cpu, *s_layout, *s_is_nested, *s_data_ptr, *s_stride, *s_shape;
 
 static PyObject *set_torch(PyObject *self, PyObject *args) {
   (void)self;
-  PyObject *d[4], *strided;
-  if (!PyArg_ParseTuple(args, "OOOOO", &d[0], &d[1], &d[2], &d[3], &strided)) return NULL;
+  PyObject *d[4], *strided, *empty;
+  if (!PyArg_ParseTuple(args, "OOOOOO", &d[0], &d[1], &d[2], &d[3], &strided, &empty))
+    return NULL;
   for (int i = 0; i < 4; i++) {
     Py_INCREF(d[i]);
     Py_XSETREF(torch_dtypes[i], d[i]);
   }
   Py_INCREF(strided);
   Py_XSETREF(torch_strided, strided);
+  Py_INCREF(empty);
+  Py_XSETREF(torch_empty, empty);
   Py_RETURN_NONE;
 }
 
@@ -331,6 +336,156 @@ done:
   return res;
 }
 
+/* ---- the common call in one step ----------------------------------------------------- */
+
+/* A 4-D torch tensor of a floating fattn dtype as a fattn_tensor, reading the
+ * same attributes as torch_view; 1 = done, 0 = not such a tensor (no error
+ * set), -1 = an error from torch. */
+static int torch_tensor4(PyObject *t, fattn_tensor *out, PyObject **dtype_out) {
+  PyObject *dtype = NULL, *flag = NULL, *shape = NULL, *stride = NULL, *ptr = NULL;
+  int rc = -1, code = -1;
+  if (!(dtype = PyObject_GetAttr(t, s_dtype))) goto done;
+  for (int i = 0; i < 3; i++)
+    if (dtype == torch_dtypes[i]) code = i;
+  rc = 0;
+  if (code < 0) goto done;
+  rc = -1;
+  if (!(flag = PyObject_GetAttr(t, s_is_cpu))) goto done;
+  rc = 0;
+  if (flag != Py_True) goto done;
+  rc = -1;
+  Py_CLEAR(flag);
+  if (!(flag = PyObject_GetAttr(t, s_layout))) goto done;
+  rc = 0;
+  if (flag != torch_strided) goto done;
+  rc = -1;
+  Py_CLEAR(flag);
+  if (!(flag = PyObject_GetAttr(t, s_is_nested))) goto done;
+  rc = 0;
+  if (flag != Py_False) goto done;
+  rc = -1;
+  if (!(shape = PyObject_GetAttr(t, s_shape))) goto done;
+  rc = 0;
+  if (!PyTuple_Check(shape) || PyTuple_GET_SIZE(shape) != 4) goto done;
+  rc = -1;
+  if (!(stride = PyObject_CallMethodNoArgs(t, s_stride))) goto done;
+  if (!(ptr = PyObject_CallMethodNoArgs(t, s_data_ptr))) goto done;
+  if (!PyTuple_Check(stride) || PyTuple_GET_SIZE(stride) != 4) {
+    rc = 0;
+    goto done;
+  }
+  out->data = PyLong_AsVoidPtr(ptr);
+  out->dtype = (fattn_dtype)code;
+  for (int i = 0; i < 4; i++) {
+    out->dims[i] = PyLong_AsLongLong(PyTuple_GET_ITEM(shape, i));
+    out->strides[i] = PyLong_AsLongLong(PyTuple_GET_ITEM(stride, i));
+  }
+  rc = PyErr_Occurred() ? -1 : 1;
+done:
+  if (rc == 1) {
+    *dtype_out = dtype;
+    dtype = NULL;
+  }
+  Py_XDECREF(dtype);
+  Py_XDECREF(flag);
+  Py_XDECREF(shape);
+  Py_XDECREF(stride);
+  Py_XDECREF(ptr);
+  return rc;
+}
+
+PyDoc_STRVAR(sdpa_torch4_doc,
+             "_sdpa_torch4(query, key, value, is_causal, scale, enable_gqa, context, out)\n\n"
+             "scaled_dot_product_attention's common call in one step: 4-D CPU torch tensors "
+             "of one floating dtype, no mask; out None (a fresh output) or such a tensor of "
+             "the result's shape and dtype. Returns NotImplemented for anything else (the "
+             "Python layer then takes the call and says what is wrong).");
+
+static PyObject *sdpa_torch4(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+  (void)self;
+  if (nargs != 8) {
+    PyErr_Format(PyExc_TypeError, "_sdpa_torch4 takes 8 arguments (%zd given)", nargs);
+    return NULL;
+  }
+  if (!torch_empty || (args[6] != Py_None && !PyObject_TypeCheck(args[6], &ContextType)))
+    Py_RETURN_NOTIMPLEMENTED;
+  double scale = 0.0; /* fattn's default: 1/sqrt(E) */
+  if (args[4] != Py_None) {
+    if (!PyFloat_CheckExact(args[4]) && !PyLong_CheckExact(args[4])) Py_RETURN_NOTIMPLEMENTED;
+    scale = PyFloat_AsDouble(args[4]);
+    if (PyErr_Occurred()) {
+      PyErr_Clear();
+      Py_RETURN_NOTIMPLEMENTED;
+    }
+    /* not finite, or 0 / out of range in float: the Python layer raises */
+    if (!(fabs(scale) <= FLT_MAX) || (float)scale == 0.0f) Py_RETURN_NOTIMPLEMENTED;
+  }
+  const int causal = PyObject_IsTrue(args[3]), gqa = PyObject_IsTrue(args[5]);
+  if (causal < 0 || gqa < 0) return NULL;
+  fattn_tensor t[4];
+  PyObject *dt[4] = {NULL, NULL, NULL, NULL}, *res = Py_NotImplemented;
+  Py_INCREF(res);
+  const int given = args[7] != Py_None;
+  for (int i = 0; i < 3 + given; i++) {
+    const int r = torch_tensor4(args[i == 3 ? 7 : i], &t[i], &dt[i]);
+    if (r < 0) Py_CLEAR(res);
+    if (r <= 0) goto done;
+  }
+  /* PyTorch's shape rules, as the Python layer checks them (it raises) */
+  const int64_t *q = t[0].dims, *k = t[1].dims, *v = t[2].dims;
+  if (dt[1] != dt[0] || dt[2] != dt[0] || q[0] != k[0] || q[3] != k[3] || k[0] != v[0] ||
+      k[1] != v[1] || k[2] != v[2])
+    goto done;
+  if (q[1] != k[1] && (k[1] < 1 || q[1] % k[1] || !(gqa || k[1] == 1))) goto done;
+  PyObject *o;
+  if (given) {
+    const int64_t *d = t[3].dims;
+    if (dt[3] != dt[0] || d[0] != q[0] || d[1] != q[1] || d[2] != q[2] || d[3] != v[3]) goto done;
+    o = args[7];
+    Py_INCREF(o);
+    goto call;
+  }
+  PyObject *shape = Py_BuildValue("(LLLL)", (long long)q[0], (long long)q[1], (long long)q[2],
+                                  (long long)v[3]);
+  PyObject *kw = shape ? Py_BuildValue("{s:O}", "dtype", dt[0]) : NULL;
+  o = kw ? PyObject_Call(torch_empty, shape, kw) : NULL;
+  Py_XDECREF(shape);
+  Py_XDECREF(kw);
+  PyObject *ptr = o ? PyObject_CallMethodNoArgs(o, s_data_ptr) : NULL;
+  if (!ptr) {
+    Py_XDECREF(o);
+    Py_CLEAR(res);
+    goto done;
+  }
+  t[3] = (fattn_tensor){.data = PyLong_AsVoidPtr(ptr),
+                        .dtype = t[0].dtype,
+                        .dims = {q[0], q[1], q[2], v[3]},
+                        .strides = {q[1] * q[2] * v[3], q[2] * v[3], v[3], 1}};
+  Py_DECREF(ptr);
+call:;
+  fattn_sdpa_params p;
+  fattn_sdpa_params_init(&p);
+  p.scale = (float)scale;
+  p.causal = causal ? FATTN_CAUSAL_TOP_LEFT : FATTN_CAUSAL_NONE;
+  fattn_context *ctx = args[6] == Py_None ? NULL : ((ContextObject *)args[6])->ctx;
+  fattn_status st;
+  const char *msg = "";
+  Py_BEGIN_ALLOW_THREADS;
+  st = fattn_sdpa(ctx, &t[0], &t[1], &t[2], &t[3], &p);
+  if (st != FATTN_SUCCESS) msg = fattn_last_error();
+  Py_END_ALLOW_THREADS;
+  Py_DECREF(res);
+  if (st != FATTN_SUCCESS) {
+    Py_DECREF(o);
+    res = raise_status("fattn_sdpa", st, msg);
+  } else {
+    res = o;
+  }
+done:
+  for (int i = 0; i < 4; i++) Py_XDECREF(dt[i]);
+  return res;
+}
+
 static PyObject *runtime_info(PyObject *self, PyObject *unused) {
   (void)self;
   (void)unused;
@@ -339,9 +494,11 @@ static PyObject *runtime_info(PyObject *self, PyObject *unused) {
 
 static PyMethodDef methods[] = {
     {"sdpa", (PyCFunction)(void (*)(void))sdpa, METH_FASTCALL, sdpa_doc},
+    {"_sdpa_torch4", (PyCFunction)(void (*)(void))sdpa_torch4, METH_FASTCALL, sdpa_torch4_doc},
     {"_time_sdpa", (PyCFunction)(void (*)(void))time_sdpa, METH_FASTCALL, time_sdpa_doc},
     {"_set_torch", set_torch, METH_VARARGS,
-     "_set_torch(float32, float16, bfloat16, bool, strided): torch's objects, once imported."},
+     "_set_torch(float32, float16, bfloat16, bool, strided, empty): torch's objects, once "
+     "imported."},
     {"torch_view", torch_view, METH_O,
      "torch_view(t) -> (ptr, dtype, shape, strides), or None if fattn cannot read t."},
     {"runtime_info", runtime_info, METH_NOARGS,

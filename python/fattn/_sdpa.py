@@ -18,6 +18,7 @@ __all__ = ["scaled_dot_product_attention", "Context", "runtime_info"]
 
 Context = _C.Context
 _torch_view = _C.torch_view
+_sdpa_torch4 = _C._sdpa_torch4
 
 _F32, _F16, _BF16, _U8 = 0, 1, 2, 3
 _ITEMSIZE = {_F32: 4, _F16: 2, _BF16: 2, _U8: 1}
@@ -54,7 +55,8 @@ def _see_torch():
                          torch.bool: _U8})
     _strided = torch.strided
     _tensor_type = torch.Tensor
-    _C._set_torch(torch.float32, torch.float16, torch.bfloat16, torch.bool, torch.strided)
+    _C._set_torch(torch.float32, torch.float16, torch.bfloat16, torch.bool, torch.strided,
+                  torch.empty)
     return True
 
 
@@ -171,6 +173,13 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     out: an array / tensor to write the result into (nothing is written on
     error).
     """
+    if (attn_mask is None and causal is None and kv_lens is None and num_threads is None
+            and not return_lse and backend == "auto" and dropout_p == 0.0):
+        # The common call (4-D torch tensors, no mask) in one C step;
+        # NotImplemented for anything else, which the code below takes.
+        r = _sdpa_torch4(query, key, value, is_causal, scale, enable_gqa, context, out)
+        if r is not NotImplemented:
+            return r
     if dropout_p != 0.0:
         raise ValueError("fattn computes inference attention: dropout_p must be 0")
     if is_causal and attn_mask is not None:
@@ -189,8 +198,10 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         scale = 0.0  # fattn's default: 1/sqrt(E)
     else:
         scale = float(scale)
-        if scale == 0.0 or not math.isfinite(scale):
-            raise ValueError(f"scale must be finite and non-zero (got {scale})")
+        with np.errstate(over="ignore"):
+            s32 = float(np.float32(scale))  # what fattn gets: zero would mean its default
+        if s32 == 0.0 or not math.isfinite(s32):
+            raise ValueError(f"scale must be finite and non-zero in float32 (got {scale})")
     b = 0 if backend == "auto" else _BACKENDS.get(backend)
     if b is None:
         raise ValueError(f"unknown backend {backend!r} (one of {', '.join(_BACKENDS)})")

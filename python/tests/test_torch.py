@@ -83,6 +83,59 @@ def test_errors():
         fattn.scaled_dot_product_attention(q, q, q, torch.ones(5, 5, dtype=torch.int64))
 
 
+@pytest.mark.parametrize("name", list(DTYPES))
+def test_common_call_in_one_step_equals_the_general_path(name):
+    """4-D torch tensors without mask or out= take fattn._C._sdpa_torch4; the
+    same call with out= goes through the general path: the bits must agree
+    (views, GQA, causal, scale, Dv != D), and what the one step refuses must
+    get the general path's errors."""
+    from fattn import _C
+
+    dt = DTYPES[name]
+    q = rand(2, 13, 4, 40, dtype=dt).transpose(1, 2)  # BSHD view
+    k, v = rand(2, 2, 29, 40, dtype=dt), rand(2, 2, 29, 24, dtype=dt)
+    for kw in ({}, {"is_causal": True}, {"scale": 0.3}, {"scale": 2}):
+        fast = _C._sdpa_torch4(q, k, v, kw.get("is_causal", False), kw.get("scale"), True, None,
+                               None)
+        assert fast is not NotImplemented and fast.dtype == dt and fast.is_contiguous()
+        one = fattn.scaled_dot_product_attention(q, k, v, enable_gqa=True, **kw)
+        out = torch.empty(2, 4, 13, 24, dtype=dt)
+        fattn.scaled_dot_product_attention(q, k, v, enable_gqa=True, out=out, **kw)
+        general = torch.empty(2, 4, 13, 24, dtype=dt)  # kv_lens=S: the general path
+        fattn.scaled_dot_product_attention(q, k, v, enable_gqa=True, out=general,
+                                           kv_lens=[29, 29], **kw)
+        assert torch.equal(fast, general) and torch.equal(one, general), kw
+        assert torch.equal(out, general), kw
+        ref = attention(to64(q), to64(k), to64(v), scale=kw.get("scale"),
+                        causal="top_left" if kw.get("is_causal") else None)[0]
+        check(one, ref, name)
+    other = torch.float32 if dt != torch.float32 else torch.float16
+    refused = [(q, k, v, False, None, False, None, None),  # GQA without enable_gqa
+               (q, k.to(other), v, False, None, True, None, None),
+               (q[0], k[0], v[0], False, None, True, None, None),  # 3-D
+               (q, k, v, False, 0.0, True, None, None), (q, k, v, False, 1e-60, True, None, None),
+               (q, k, v, False, float("nan"), True, None, None),
+               (q, k, v, False, None, True, 3, None), (q, k, v[:, :, :5], False, None, True, None,
+                                                       None),
+               (q, k, v, False, None, True, None, torch.empty(2, 4, 13, 25, dtype=dt)),
+               (q, k, v, False, None, True, None, torch.empty(2, 4, 13, 24, dtype=other))]
+    for args in refused:
+        assert _C._sdpa_torch4(*args) is NotImplemented
+    bad_out = torch.zeros(2, 4, 13, 24, dtype=dt)
+    with pytest.raises(ValueError, match="overlap|alias"):
+        fattn.scaled_dot_product_attention(q, k, v, enable_gqa=True, out=q[..., :24])
+    with pytest.raises(ValueError, match="shape"):
+        fattn.scaled_dot_product_attention(q, k, v[:, :, :, :5], enable_gqa=True, out=bad_out)
+    assert not bad_out.any()
+    with pytest.raises(ValueError, match="enable_gqa"):
+        fattn.scaled_dot_product_attention(q, k, v)
+    for bad in (0.0, 1e-60, float("inf")):
+        with pytest.raises(ValueError, match="scale"):
+            fattn.scaled_dot_product_attention(q, k, v, scale=bad, enable_gqa=True)
+    with pytest.raises(ValueError, match="differ"):
+        fattn.scaled_dot_product_attention(q, k, v[:, :, :5], enable_gqa=True)
+
+
 def test_inference_mode_and_no_grad():
     q, k, v = rand(1, 2, 7, 16), rand(1, 2, 7, 16), rand(1, 2, 7, 16)
     with torch.inference_mode():
