@@ -40,8 +40,8 @@ typedef struct {
   int num_threads;
 } ContextObject;
 
-static const char *const backend_names[] = {"auto", "reference", "scalar", "avx2",
-                                            "avx512", "neon", "onednn", NULL};
+static const char *const backend_names[] = {"auto",   "reference", "scalar", "avx2",
+                                            "avx512", "neon",      "onednn", NULL};
 static const char *const pin_names[] = {"default", "none", "cores", "numa", NULL};
 
 static int lookup_name(const char *what, const char *name, const char *const *names) {
@@ -150,8 +150,8 @@ static int parse_view(PyObject *o, const char *name, fattn_tensor *t) {
   }
   const Py_ssize_t n = PyTuple_GET_SIZE(shape);
   if (n < 2 || n > 4 || PyTuple_GET_SIZE(strides) != n) {
-    PyErr_Format(PyExc_ValueError, "%s: a view of %zd dims with %zd strides (2 to 4 dims)", name,
-                 n, PyTuple_GET_SIZE(strides));
+    PyErr_Format(PyExc_ValueError, "%s: a view of %zd dims with %zd strides (2 to 4 dims)", name, n,
+                 PyTuple_GET_SIZE(strides));
     return -1;
   }
   t->data = PyLong_AsVoidPtr(PyTuple_GET_ITEM(o, 0));
@@ -229,10 +229,9 @@ static PyObject *sdpa(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   Py_RETURN_NONE;
 }
 
-PyDoc_STRVAR(time_sdpa_doc,
-             "_time_sdpa(<sdpa's 11 arguments>, reps) -> list of seconds\n\n"
-             "For the benchmark: the same fattn_sdpa call `reps` times from C, each "
-             "timed alone (CLOCK_MONOTONIC): the C side of the binding's overhead.");
+PyDoc_STRVAR(time_sdpa_doc, "_time_sdpa(<sdpa's 11 arguments>, reps) -> list of seconds\n\n"
+                            "For the benchmark: the same fattn_sdpa call `reps` times from C, each "
+                            "timed alone (CLOCK_MONOTONIC): the C side of the binding's overhead.");
 
 static PyObject *time_sdpa(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   (void)self;
@@ -264,8 +263,10 @@ static PyObject *time_sdpa(PyObject *self, PyObject *const *args, Py_ssize_t nar
   PyObject *list = st == FATTN_SUCCESS ? PyList_New(reps) : NULL;
   for (Py_ssize_t i = 0; list && i < reps; i++) {
     PyObject *f = PyFloat_FromDouble(sec[i]);
-    if (!f) Py_CLEAR(list);
-    else PyList_SET_ITEM(list, i, f);
+    if (!f)
+      Py_CLEAR(list);
+    else
+      PyList_SET_ITEM(list, i, f);
   }
   PyMem_RawFree(sec);
   if (st != FATTN_SUCCESS) return raise_status("fattn_sdpa", st, msg);
@@ -282,8 +283,7 @@ static PyObject *s_dtype, *s_is_cpu, *s_layout, *s_is_nested, *s_data_ptr, *s_st
 static PyObject *set_torch(PyObject *self, PyObject *args) {
   (void)self;
   PyObject *d[4], *strided, *empty;
-  if (!PyArg_ParseTuple(args, "OOOOOO", &d[0], &d[1], &d[2], &d[3], &strided, &empty))
-    return NULL;
+  if (!PyArg_ParseTuple(args, "OOOOOO", &d[0], &d[1], &d[2], &d[3], &strided, &empty)) return NULL;
   for (int i = 0; i < 4; i++) {
     Py_INCREF(d[i]);
     Py_XSETREF(torch_dtypes[i], d[i]);
@@ -445,8 +445,8 @@ static PyObject *sdpa_torch4(PyObject *self, PyObject *const *args, Py_ssize_t n
     Py_INCREF(o);
     goto call;
   }
-  PyObject *shape = Py_BuildValue("(LLLL)", (long long)q[0], (long long)q[1], (long long)q[2],
-                                  (long long)v[3]);
+  PyObject *shape =
+      Py_BuildValue("(LLLL)", (long long)q[0], (long long)q[1], (long long)q[2], (long long)v[3]);
   PyObject *kw = shape ? Py_BuildValue("{s:O}", "dtype", dt[0]) : NULL;
   o = kw ? PyObject_Call(torch_empty, shape, kw) : NULL;
   Py_XDECREF(shape);
@@ -482,7 +482,8 @@ call:;
     res = o;
   }
 done:
-  for (int i = 0; i < 4; i++) Py_XDECREF(dt[i]);
+  for (int i = 0; i < 4; i++)
+    Py_XDECREF(dt[i]);
   return res;
 }
 
@@ -501,13 +502,12 @@ static PyMethodDef methods[] = {
      "imported."},
     {"torch_view", torch_view, METH_O,
      "torch_view(t) -> (ptr, dtype, shape, strides), or None if fattn cannot read t."},
-    {"runtime_info", runtime_info, METH_NOARGS,
-     "runtime_info() -> dict for the default context."},
+    {"runtime_info", runtime_info, METH_NOARGS, "runtime_info() -> dict for the default context."},
     {NULL, NULL, 0, NULL}};
 
-static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, .m_name = "fattn._C",
-    .m_doc = "The C binding of libfattn (see fattn).", .m_size = -1, .m_methods = methods};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, .m_name = "fattn._C",
+                                    .m_doc = "The C binding of libfattn (see fattn).", .m_size = -1,
+                                    .m_methods = methods};
 
 PyMODINIT_FUNC PyInit__C(void);
 PyMODINIT_FUNC PyInit__C(void) {
@@ -515,7 +515,7 @@ PyMODINIT_FUNC PyInit__C(void) {
   struct {
     PyObject **s;
     const char *name;
-  } names[] = {{&s_dtype, "dtype"},         {&s_is_cpu, "is_cpu"}, {&s_layout, "layout"},
+  } names[] = {{&s_dtype, "dtype"},         {&s_is_cpu, "is_cpu"},     {&s_layout, "layout"},
                {&s_is_nested, "is_nested"}, {&s_data_ptr, "data_ptr"}, {&s_stride, "stride"},
                {&s_shape, "shape"}};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
