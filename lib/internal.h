@@ -130,7 +130,15 @@ enum {
   FATTN__CPU_NEON = 1u << 2,   /* aarch64 Advanced SIMD */
   FATTN__CPU_AVX512BF16 = 1u << 3,
   FATTN__CPU_AVX512VNNI = 1u << 4,
-  FATTN__CPU_ASIMDHP = 1u << 5
+  FATTN__CPU_ASIMDHP = 1u << 5,
+  /* Not an instruction set: AVX512_BF16's vdpbf16ps runs at twice the FMA's
+   * FLOP rate on this core, so FATTN_BF16_DOT=auto uses it (AMD Zen 4 / 5).
+   * On Intel's cores (Cooper Lake to Emerald Rapids) it runs at half the FMA
+   * rate or less (bench's peak/avx512bf16: 86 against peak/avx512's 176
+   * GFLOP/s on an Emerald Rapids core) and all-bf16 prefill is 1.24-1.31x
+   * faster without it. From the CPU's identity, never from a timing, so the
+   * bits of a result depend on the CPU alone. */
+  FATTN__CPU_BF16DOT_FAST = 1u << 6
 };
 
 /* Detected once (pthread_once); never executes an instruction the CPU lacks. */
@@ -148,7 +156,8 @@ fattn_status fattn__isa_from_env(fattn_backend *cap);
 
 /* When the BF16 dot-product Q·Kᵀ is used (FATTN_BF16_DOT): */
 typedef enum fattn__bf16_dot_mode {
-  FATTN__BF16_DOT_AUTO, /* BF16 q and K: exact products, no rounding added (default) */
+  FATTN__BF16_DOT_AUTO, /* BF16 q and K, where FATTN__CPU_BF16DOT_FAST: exact products,
+                           no rounding added (default) */
   FATTN__BF16_DOT_OFF,  /* never: K converted to f32 like F16 */
   FATTN__BF16_DOT_ON    /* any q with BF16 K: an F32 / F16 q is rounded to BF16 */
 } fattn__bf16_dot_mode;

@@ -44,7 +44,8 @@ static fattn_status prepare(fattn_context *ctx, const fattn_tensor *q, const fat
   plan->bf16_dot = NULL;
   if (pb->k.dtype == FATTN_BF16 && pb->k.s[3] <= 1 && pb->q.s[3] <= 1 &&
       ((*c)->bf16_dot == FATTN__BF16_DOT_ON ||
-       ((*c)->bf16_dot == FATTN__BF16_DOT_AUTO && pb->q.dtype == FATTN_BF16)))
+       ((*c)->bf16_dot == FATTN__BF16_DOT_AUTO && pb->q.dtype == FATTN_BF16 &&
+        (fattn__cpu_features() & FATTN__CPU_BF16DOT_FAST))))
     plan->bf16_dot = fattn__bf16_dot_for(*t);
   return FATTN_SUCCESS;
 }

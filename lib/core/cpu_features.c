@@ -36,6 +36,10 @@ static unsigned probe(void) {
     if (avx512vnni) f |= FATTN__CPU_AVX512VNNI;
     if (__get_cpuid_count(7, 1, &a, &b, &c, &d) && ((a >> 5) & 1)) f |= FATTN__CPU_AVX512BF16;
   }
+  /* vendor "AuthenticAMD" (ebx, edx, ecx of leaf 0) */
+  if ((f & FATTN__CPU_AVX512BF16) && __get_cpuid(0, &a, &b, &c, &d) && b == 0x68747541u &&
+      d == 0x69746e65u && c == 0x444d4163u)
+    f |= FATTN__CPU_BF16DOT_FAST;
   return f;
 }
 

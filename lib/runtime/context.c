@@ -222,8 +222,16 @@ fattn_status fattn_get_runtime_info(fattn_context *ctx, fattn_runtime_info *info
     info->has_onednn = 1;
     snprintf(info->onednn_version, sizeof info->onednn_version, "%s", onednn->version());
   }
-  snprintf(info->notes, sizeof info->notes, "topology from %s; %s",
-           t->from_hwloc ? "hwloc" : "sysconf (no hwloc)", c->pin_note);
+  /* where the CPU has the bf16 dot, whether all-bf16 calls take it */
+  const char *bd = "";
+  if (fattn__bf16_dot_for(c->table))
+    bd = c->bf16_dot == FATTN__BF16_DOT_ON    ? "; bf16 dot: on (FATTN_BF16_DOT=on)"
+         : c->bf16_dot == FATTN__BF16_DOT_OFF ? "; bf16 dot: off (FATTN_BF16_DOT=off)"
+         : (fattn__cpu_features() & FATTN__CPU_BF16DOT_FAST)
+             ? "; bf16 dot: on for bf16 q"
+             : "; bf16 dot: off (slower than FMA on this CPU)";
+  snprintf(info->notes, sizeof info->notes, "topology from %s; %s%s",
+           t->from_hwloc ? "hwloc" : "sysconf (no hwloc)", c->pin_note, bd);
   binding_string(c, t, info->binding, sizeof info->binding);
   return FATTN_SUCCESS;
 }
