@@ -90,7 +90,11 @@ static int bf16_dot_used(fattn_backend be, const shape *s, double dot_peak) {
   if (be != FATTN_BACKEND_AVX512 || dot_peak <= 0 || g_dt[1] != FATTN_BF16 || s->Lq <= 1 ||
       (m && !strcmp(m, "off")))
     return 0;
-  return g_dt[0] == FATTN_BF16 || (m && !strcmp(m, "on"));
+  if (m && !strcmp(m, "on")) return 1;
+  /* auto: bf16 q, where the library says the instruction pays on this CPU */
+  fattn_runtime_info in;
+  return g_dt[0] == FATTN_BF16 && fattn_get_runtime_info(NULL, &in) == FATTN_SUCCESS &&
+         strstr(in.notes, "bf16 dot: on for bf16 q") != NULL;
 }
 
 static double esize(fattn_dtype t) { return t == FATTN_F32 ? 4.0 : 2.0; }
@@ -424,12 +428,12 @@ int main(int argc, char **argv) {
   /* The machine's limits, measured now: the FMA peak of each ISA here at each
    * thread count (pct_peak divides by the one of the table that ran; the
    * scalar and oneDNN backends by the best ISA's), and read bandwidth. */
-  static const char *isas[] = {"avx512", "avx2", "avx512bf16"};
+  static const char *isas[] = {"avx512", "avx2", "avx512bf16", "amx"};
   static probe probes[24];
   int nprobes = 0;
-  double peaks[3][16] = {{0}};
+  double peaks[4][16] = {{0}};
   for (int ti = 0; ti < nthreads; ti++) {
-    for (int ii = 0; ii < 3; ii++) {
+    for (int ii = 0; ii < 4; ii++) {
       peaks[ii][ti] = peak_fma_gflops(isas[ii], threads[ti]);
       if (peaks[ii][ti] > 0 && nprobes < 24) {
         probe *p = &probes[nprobes++];

@@ -83,6 +83,7 @@ static int cpu_has(const char *isa) {
   if (!strcmp(isa, "avx512")) return strstr(info.isa_detected, "avx512f") != NULL;
   if (!strcmp(isa, "avx2")) return strstr(info.isa_detected, "avx2") != NULL;
   if (!strcmp(isa, "avx512bf16")) return strstr(info.isa_detected, "avx512bf16") != NULL;
+  if (!strcmp(isa, "amx")) return strstr(info.isa_detected, "amx-bf16") != NULL;
   return 0;
 }
 
@@ -94,6 +95,12 @@ double peak_fma_gflops(const char *isa, int threads) {
   if (!strcmp(isa, "avx2") && cpu_has(isa)) proto.fma = fattn_bench_fma_avx2;
 #if defined(FATTN_BENCH_HAVE_DPBF16)
   if (!strcmp(isa, "avx512bf16") && cpu_has(isa)) proto.fma = fattn_bench_dpbf16_avx512;
+#endif
+#if defined(FATTN_BENCH_HAVE_AMX)
+  if (!strcmp(isa, "amx") && cpu_has(isa)) {
+    proto.fma = fattn_bench_tdpbf16_amx;
+    proto.iters = 2 * 1000 * 1000; /* 65536 FLOPs an iteration */
+  }
 #endif
 #endif
   if (!proto.fma) return 0;

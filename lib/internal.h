@@ -138,11 +138,22 @@ enum {
    * GFLOP/s on an Emerald Rapids core) and all-bf16 prefill is 1.24-1.31x
    * faster without it. From the CPU's identity, never from a timing, so the
    * bits of a result depend on the CPU alone. */
-  FATTN__CPU_BF16DOT_FAST = 1u << 6
+  FATTN__CPU_BF16DOT_FAST = 1u << 6,
+  /* AMX-TILE + AMX-BF16, and XCR0 says the OS supports the tile state (it
+   * must still grant it to the process: fattn__amx_permit) */
+  FATTN__CPU_AMX_BF16 = 1u << 7,
+  FATTN__CPU_AMX_FP16 = 1u << 8 /* AMX-FP16 (Granite Rapids), with the above */
 };
 
 /* Detected once (pthread_once); never executes an instruction the CPU lacks. */
 unsigned fattn__cpu_features(void);
+/* Whether this process may use the AMX tiles: the CPU has them and the OS
+ * granted the tile data state (Linux: arch_prctl(ARCH_REQ_XCOMP_PERM), asked
+ * once per process). 0 with *why saying what is missing. */
+int fattn__amx_permit(const char **why);
+/* The tile kernels this build and process may use (the AMX table), or NULL
+ * with *why. */
+const fattn__tile_table *fattn__tile_for(const char **why);
 /* Space-separated feature names for runtime info. */
 void fattn__cpu_feature_string(unsigned f, char *buf, size_t n);
 

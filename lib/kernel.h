@@ -148,6 +148,45 @@ typedef struct fattn__bf16_dot_table {
              float scale, float *st, int64_t lds);
 } fattn__bf16_dot_table;
 
+/* The tile family (matrix engines: Intel AMX): Q·Kᵀ and P·V on bf16 tiles
+ * with f32 accumulation, on operands packed into the engine's layouts
+ * (kernels/bf16-tile-template.h says how). Sizes m, n, d, dv are logical;
+ * the kernels pad them to whole tiles (rows and output columns to 16, the
+ * reduction to 32), and the packers write that padding as zeros, so:
+ *   qa / pa   ceil16(m) × ceil32(d or n) bf16, row-major (lda)     pack_a, pack_p
+ *   kb        ceil16(n) keys × ceil32(d), 16-key groups of pairs   pack_k
+ *   vb        ceil32(n) keys × ceil16(dv), 16-column groups        pack_v
+ *   s         ceil16(m) × ceil16(n) f32 written (lds)              qk
+ *   o         ceil16(m) × ceil16(dv) f32 accumulated (ldo)         pv
+ * Packing is done once per (kv head, key block) for K and V and reused by
+ * every query block; the online softmax stays on the vector table's f32 code
+ * between qk and pack_p. The kernels load their tile configuration; the
+ * caller calls release() on every thread that ran them, before it returns.
+ * Sources for the packers: F32, F16 (rounded to bf16) or BF16. */
+typedef struct fattn__tile_table {
+  const char *name; /* "amx", "model" */
+  void (*pack_a)(int64_t m, int64_t d, const void *src, int64_t ld, fattn_dtype dt, uint16_t *qa,
+                 int64_t lda);
+  void (*pack_k)(int64_t n, int64_t d, const void *k, int64_t ldk, fattn_dtype dt, uint16_t *kb);
+  void (*pack_v)(int64_t n, int64_t dv, const void *v, int64_t ldv, fattn_dtype dt, uint16_t *vb);
+  /* s[r·lds + j] = scale · Σ_p Q[r][p]·K[j][p] */
+  void (*qk)(int64_t m, int64_t n, int64_t d, const uint16_t *qa, int64_t lda, const uint16_t *kb,
+             float scale, float *s, int64_t lds);
+  /* pa = bf16(P), P f32 row-major m × n (lds) */
+  void (*pack_p)(int64_t m, int64_t n, const float *p, int64_t lds, uint16_t *pa, int64_t lda);
+  /* o[r·ldo + c] += Σ_j P[r][j]·V[j][c] */
+  void (*pv)(int64_t m, int64_t n, int64_t dv, const uint16_t *pa, int64_t lda, const uint16_t *vb,
+             float *o, int64_t ldo);
+  void (*release)(void);
+} fattn__tile_table;
+
+/* The portable model of the tile operations (lib/backends/tile_model.c): the
+ * tile kernels on any CPU, for tests. */
+extern const fattn__tile_table fattn__tile_model;
+#if defined(FATTN_HAVE_AMX_TILES)
+extern const fattn__tile_table fattn__tile_amx;
+#endif
+
 /* Tables compiled into this build. Each may only be called once
  * fattn__cpu_features() says the CPU runs it. */
 extern const fattn__kernel_table fattn__table_scalar;

@@ -2,9 +2,16 @@
  * run on any CPU of the architecture and never execute what it is testing for.
  * On x86 a feature counts only when CPUID reports it AND XGETBV shows that the
  * OS saves the register state it needs (YMM for AVX2, opmask/ZMM for AVX-512). */
+#if defined(__linux__)
+#define _DEFAULT_SOURCE /* syscall() */
+#endif
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include "internal.h"
 
@@ -35,6 +42,13 @@ static unsigned probe(void) {
     f |= FATTN__CPU_AVX512;
     if (avx512vnni) f |= FATTN__CPU_AVX512VNNI;
     if (__get_cpuid_count(7, 1, &a, &b, &c, &d) && ((a >> 5) & 1)) f |= FATTN__CPU_AVX512BF16;
+  }
+  /* AMX: CPUID.7.0:EDX AMX-BF16 (22), AMX-TILE (24); XCR0 XTILECFG (17) and
+   * XTILEDATA (18); CPUID.7.1:EAX AMX-FP16 (21) */
+  if (__get_cpuid_count(7, 0, &a, &b, &c, &d) && ((d >> 22) & 1) && ((d >> 24) & 1) &&
+      (xcr0 & 0x60000) == 0x60000) {
+    f |= FATTN__CPU_AMX_BF16;
+    if (__get_cpuid_count(7, 1, &a, &b, &c, &d) && ((a >> 21) & 1)) f |= FATTN__CPU_AMX_FP16;
   }
   /* vendor "AuthenticAMD" (ebx, edx, ecx of leaf 0) */
   if ((f & FATTN__CPU_AVX512BF16) && __get_cpuid(0, &a, &b, &c, &d) && b == 0x68747541u &&
@@ -74,6 +88,35 @@ unsigned fattn__cpu_features(void) {
   return fattn__cpu_flags;
 }
 
+/* The tile data state is off for a Linux process until it asks (5.16+); the
+ * answer holds for the whole process, every thread included, so it is asked
+ * once. */
+static pthread_once_t fattn__amx_once = PTHREAD_ONCE_INIT;
+static const char *fattn__amx_why = "the CPU has no AMX-TILE / AMX-BF16, or the OS does not "
+                                    "enable the tile state (XCR0)";
+static int fattn__amx_ok;
+
+static void amx_init(void) {
+  if (!(fattn__cpu_features() & FATTN__CPU_AMX_BF16)) return;
+#if defined(__linux__) && defined(__x86_64__)
+  /* ARCH_REQ_XCOMP_PERM (0x1023) for XFEATURE_XTILEDATA (18) */
+  if (syscall(SYS_arch_prctl, 0x1023, 18) == 0) {
+    fattn__amx_ok = 1;
+    fattn__amx_why = "";
+  } else {
+    fattn__amx_why = "the kernel refused the tile state (arch_prctl ARCH_REQ_XCOMP_PERM)";
+  }
+#else
+  fattn__amx_why = "fattn asks for the tile state on Linux only";
+#endif
+}
+
+int fattn__amx_permit(const char **why) {
+  pthread_once(&fattn__amx_once, amx_init);
+  if (why) *why = fattn__amx_why;
+  return fattn__amx_ok;
+}
+
 void fattn__cpu_feature_string(unsigned f, char *buf, size_t n) {
   static const struct {
     unsigned bit;
@@ -82,6 +125,8 @@ void fattn__cpu_feature_string(unsigned f, char *buf, size_t n) {
                {FATTN__CPU_AVX512, "avx512f/bw/dq/vl"},
                {FATTN__CPU_AVX512VNNI, "avx512vnni"},
                {FATTN__CPU_AVX512BF16, "avx512bf16"},
+               {FATTN__CPU_AMX_BF16, "amx-bf16"},
+               {FATTN__CPU_AMX_FP16, "amx-fp16"},
                {FATTN__CPU_NEON, "neon"},
                {FATTN__CPU_ASIMDHP, "asimdhp"}};
   if (n == 0) return;

@@ -75,6 +75,15 @@ const fattn__bf16_dot_table *fattn__bf16_dot_for(const fattn__kernel_table *t) {
   return NULL;
 }
 
+const fattn__tile_table *fattn__tile_for(const char **why) {
+#if defined(FATTN_HAVE_AMX_TILES)
+  if (fattn__amx_permit(why)) return &fattn__tile_amx;
+#else
+  if (why) *why = "this build has no AMX kernels (the compiler lacks -mamx-bf16)";
+#endif
+  return NULL;
+}
+
 fattn_status fattn__bf16_dot_from_env(fattn__bf16_dot_mode *mode) {
   const char *s = getenv("FATTN_BF16_DOT");
   *mode = FATTN__BF16_DOT_AUTO;

@@ -230,8 +230,17 @@ fattn_status fattn_get_runtime_info(fattn_context *ctx, fattn_runtime_info *info
          : (fattn__cpu_features() & FATTN__CPU_BF16DOT_FAST)
              ? "; bf16 dot: on for bf16 q"
              : "; bf16 dot: off (slower than FMA on this CPU)";
-  snprintf(info->notes, sizeof info->notes, "topology from %s; %s%s",
-           t->from_hwloc ? "hwloc" : "sysconf (no hwloc)", c->pin_note, bd);
+  /* where the CPU has AMX: whether this process may use it (attention does not yet) */
+  char amx[96] = "";
+  if (fattn__cpu_features() & FATTN__CPU_AMX_BF16) {
+    const char *why = "";
+    if (fattn__tile_for(&why))
+      snprintf(amx, sizeof amx, "; amx: granted, not used by attention yet");
+    else
+      snprintf(amx, sizeof amx, "; amx: unusable: %s", why);
+  }
+  snprintf(info->notes, sizeof info->notes, "topology from %s; %s%s%s",
+           t->from_hwloc ? "hwloc" : "sysconf (no hwloc)", c->pin_note, bd, amx);
   binding_string(c, t, info->binding, sizeof info->binding);
   return FATTN_SUCCESS;
 }

@@ -1,0 +1,239 @@
+/* bf16 tile micro-kernels (Q·Kᵀ and P·V on a matrix engine), written once
+ * against a thin layer of tile operations.
+ *
+ * This file is a template: kernels/amx/bf16-tile-amx.c includes it with the
+ * layer mapped to Intel AMX's instructions, lib/backends/tile_model.c with a
+ * portable C model of them, so the kernels' logic (packing, padding, tails,
+ * the scale) runs and is tested on every machine and the real instructions
+ * where the CPU has them (contract: lib/kernel.h, fattn__tile_table).
+ *
+ * The engine: 8 tile registers of 16 rows × 64 bytes; FT_DP(c, a, b) is
+ * TDPBF16PS, c[m][j] += Σ_t a[m][2t]·b[t][2j] + a[m][2t+1]·b[t][2j+1] over
+ * t < 16 (a: 16 rows × 32 bf16; b: 16 pair rows × 16 columns × 2 bf16; c: 16
+ * × 16 f32). Tile numbers are constants (the instructions encode them), so
+ * every use below names its tile: C tiles 0-3, A tiles 4-5, B tiles 6-7.
+ *
+ * Required definitions:
+ *   FT_SUFFIX, FT_NAME           function-name suffix and table name
+ *   FT_CONFIG()                  every tile 16 rows × 64 bytes (palette 1)
+ *   FT_ZERO(t) FT_LOAD(t, p, stride) FT_STORE(t, p, stride) FT_DP(c, a, b)
+ *   FT_RELEASE()                 the thread's tile state back to init
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "half.h"
+#include "kernel.h"
+
+#define FT_CAT2(a, b) a##b
+#define FT_CAT(a, b) FT_CAT2(a, b)
+#define FT_FN(name) FT_CAT(FT_CAT(fattn_bf16_tile_, name), FT_CAT(_ukernel__, FT_SUFFIX))
+#define FT_INLINE static inline __attribute__((always_inline))
+
+#define FT_ROWS 16 /* rows of an A or C tile, pair rows of a B tile */
+#define FT_COLS 16 /* f32 columns of a C tile, column pairs of a B tile */
+#define FT_K 32    /* bf16 elements of an A row: the reduction of one FT_DP */
+
+static inline int64_t ft_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+/* element p of row r of src (F32, F16 or BF16, rows ld elements apart) as bf16 */
+static inline uint16_t ft_get(const void *src, fattn_dtype dt, int64_t r, int64_t ld, int64_t p) {
+  if (dt == FATTN_BF16) return ((const uint16_t *)src)[r * ld + p];
+  if (dt == FATTN_F16)
+    return fattn__f32_to_bf16(fattn__f16_to_f32(((const uint16_t *)src)[r * ld + p]));
+  return fattn__f32_to_bf16(((const float *)src)[r * ld + p]);
+}
+
+/* ---- packing (plain C: no tile operations) ------------------------------------------ */
+
+/* A layout: qa[r·lda + p] = bf16(q_r[p]) for r < ceil16(m), p < ceil32(d),
+ * zero outside m × d. lda >= ceil32(d). */
+static void FT_FN(pack_a)(int64_t m, int64_t d, const void *src, int64_t ld, fattn_dtype dt,
+                          uint16_t *qa, int64_t lda) {
+  const int64_t mp = ft_up(m, FT_ROWS), dp = ft_up(d, FT_K);
+  for (int64_t r = 0; r < mp; r++) {
+    uint16_t *row = qa + r * lda;
+    int64_t p = 0;
+    if (r < m) {
+      if (dt == FATTN_BF16) {
+        memcpy(row, (const uint16_t *)src + r * ld, (size_t)d * 2);
+        p = d;
+      } else {
+        for (; p < d; p++)
+          row[p] = ft_get(src, dt, r, ld, p);
+      }
+    }
+    for (; p < dp; p++)
+      row[p] = 0;
+  }
+}
+
+/* K as B, per group of 16 keys g and pair t < ceil32(d)/2:
+ *   kb[(g·(dp/2) + t)·32 + 2j + e] = bf16(K[16g + j][2t + e]),
+ * zero past n keys and d elements: a 32-bit transpose of each 16-key group. */
+static void FT_FN(pack_k)(int64_t n, int64_t d, const void *k, int64_t ldk, fattn_dtype dt,
+                          uint16_t *kb) {
+  const int64_t np = ft_up(n, FT_COLS), dp = ft_up(d, FT_K), pairs = dp / 2;
+  for (int64_t g = 0; g < np / FT_COLS; g++)
+    for (int64_t t = 0; t < pairs; t++) {
+      uint16_t *row = kb + (g * pairs + t) * 2 * FT_COLS;
+      for (int64_t j = 0; j < FT_COLS; j++) {
+        const int64_t key = g * FT_COLS + j;
+        for (int e = 0; e < 2; e++) {
+          const int64_t p = 2 * t + e;
+          row[2 * j + e] = key < n && p < d ? ft_get(k, dt, key, ldk, p) : 0;
+        }
+      }
+    }
+}
+
+/* V as B, per group of 16 output columns h and key pair t < ceil32(n)/2:
+ *   vb[(h·(np/2) + t)·32 + 2c + e] = bf16(V[2t + e][16h + c]),
+ * zero past n keys and dv columns: rows 2t and 2t+1 interleaved. */
+static void FT_FN(pack_v)(int64_t n, int64_t dv, const void *v, int64_t ldv, fattn_dtype dt,
+                          uint16_t *vb) {
+  const int64_t np = ft_up(n, FT_K), dvp = ft_up(dv, FT_COLS), pairs = np / 2;
+  for (int64_t h = 0; h < dvp / FT_COLS; h++)
+    for (int64_t t = 0; t < pairs; t++) {
+      uint16_t *row = vb + (h * pairs + t) * 2 * FT_COLS;
+      for (int64_t c = 0; c < FT_COLS; c++) {
+        const int64_t col = h * FT_COLS + c;
+        for (int e = 0; e < 2; e++) {
+          const int64_t key = 2 * t + e;
+          row[2 * c + e] = key < n && col < dv ? ft_get(v, dt, key, ldv, col) : 0;
+        }
+      }
+    }
+}
+
+/* ---- Q·Kᵀ: s[r·lds + j] = scale · Σ_p Q[r][p]·K[j][p] --------------------------------- */
+
+/* RT row tiles (1 or 2) × GT key groups (1 or 2) of C, over the whole d: A
+ * tiles 4 (+5), B tiles 6 (+7), C tiles 0, 1 (row tile 0) and 2, 3 (row tile 1). */
+FT_INLINE void qk_block(const int RT, const int GT, int64_t dp, const uint16_t *qa, int64_t lda,
+                        const uint16_t *kb, int64_t gstride, float *s, int64_t lds) {
+  FT_ZERO(0);
+  if (GT > 1) FT_ZERO(1);
+  if (RT > 1) FT_ZERO(2);
+  if (RT > 1 && GT > 1) FT_ZERO(3);
+  for (int64_t c = 0; c < dp / FT_K; c++) {
+    const uint16_t *b = kb + c * FT_ROWS * 2 * FT_COLS;
+    FT_LOAD(4, qa + c * FT_K, lda * 2);
+    FT_LOAD(6, b, 4 * FT_COLS);
+    if (GT > 1) FT_LOAD(7, b + gstride, 4 * FT_COLS);
+    if (RT > 1) FT_LOAD(5, qa + FT_ROWS * lda + c * FT_K, lda * 2);
+    FT_DP(0, 4, 6);
+    if (GT > 1) FT_DP(1, 4, 7);
+    if (RT > 1) FT_DP(2, 5, 6);
+    if (RT > 1 && GT > 1) FT_DP(3, 5, 7);
+  }
+  FT_STORE(0, s, lds * 4);
+  if (GT > 1) FT_STORE(1, s + FT_COLS, lds * 4);
+  if (RT > 1) FT_STORE(2, s + FT_ROWS * lds, lds * 4);
+  if (RT > 1 && GT > 1) FT_STORE(3, s + FT_ROWS * lds + FT_COLS, lds * 4);
+}
+
+/* qa: pack_a of m rows (lda), kb: pack_k of n keys, both of head_dim d. Writes
+ * ceil16(m) rows × ceil16(n) columns of s (the padding is 0 before the scale). */
+static void FT_FN(qk)(int64_t m, int64_t n, int64_t d, const uint16_t *qa, int64_t lda,
+                      const uint16_t *kb, float scale, float *s, int64_t lds) {
+  const int64_t mt = ft_up(m, FT_ROWS) / FT_ROWS, nt = ft_up(n, FT_COLS) / FT_COLS;
+  const int64_t dp = ft_up(d, FT_K), gstride = dp / 2 * 2 * FT_COLS; /* one key group of kb */
+  FT_CONFIG();
+  for (int64_t i = 0; i < mt; i += 2) {
+    const int rt = mt - i >= 2 ? 2 : 1;
+    const uint16_t *q = qa + i * FT_ROWS * lda;
+    float *srow = s + i * FT_ROWS * lds;
+    int64_t g = 0;
+    for (; g + 2 <= nt; g += 2) {
+      if (rt == 2)
+        qk_block(2, 2, dp, q, lda, kb + g * gstride, gstride, srow + g * FT_COLS, lds);
+      else
+        qk_block(1, 2, dp, q, lda, kb + g * gstride, gstride, srow + g * FT_COLS, lds);
+    }
+    if (g < nt) {
+      if (rt == 2)
+        qk_block(2, 1, dp, q, lda, kb + g * gstride, gstride, srow + g * FT_COLS, lds);
+      else
+        qk_block(1, 1, dp, q, lda, kb + g * gstride, gstride, srow + g * FT_COLS, lds);
+    }
+    /* the scale on the f32 sums, while they are in cache: a bf16 q is used exactly */
+    for (int64_t r = 0; r < rt * FT_ROWS; r++)
+      for (int64_t j = 0; j < nt * FT_COLS; j++)
+        srow[r * lds + j] *= scale;
+  }
+}
+
+/* ---- P rounded to bf16 once, and P·V ----------------------------------------------- */
+
+/* pa[r·lda + j] = bf16(p[r·lds + j]) for r < ceil16(m), j < ceil32(n), zero
+ * outside m × n (lda >= ceil32(n)). */
+static void FT_FN(pack_p)(int64_t m, int64_t n, const float *p, int64_t lds, uint16_t *pa,
+                          int64_t lda) {
+  FT_FN(pack_a)(m, n, p, lds, FATTN_F32, pa, lda);
+}
+
+/* RT row tiles × HT column groups of O, accumulated over every key chunk: A
+ * tiles 4 (+5) from pa, B tiles 6 (+7) from vb, C tiles as in qk_block. */
+FT_INLINE void pv_block(const int RT, const int HT, int64_t np, const uint16_t *pa, int64_t lda,
+                        const uint16_t *vb, int64_t hstride, float *o, int64_t ldo) {
+  FT_LOAD(0, o, ldo * 4);
+  if (HT > 1) FT_LOAD(1, o + FT_COLS, ldo * 4);
+  if (RT > 1) FT_LOAD(2, o + FT_ROWS * ldo, ldo * 4);
+  if (RT > 1 && HT > 1) FT_LOAD(3, o + FT_ROWS * ldo + FT_COLS, ldo * 4);
+  for (int64_t c = 0; c < np / FT_K; c++) {
+    const uint16_t *b = vb + c * FT_ROWS * 2 * FT_COLS;
+    FT_LOAD(4, pa + c * FT_K, lda * 2);
+    FT_LOAD(6, b, 4 * FT_COLS);
+    if (HT > 1) FT_LOAD(7, b + hstride, 4 * FT_COLS);
+    if (RT > 1) FT_LOAD(5, pa + FT_ROWS * lda + c * FT_K, lda * 2);
+    FT_DP(0, 4, 6);
+    if (HT > 1) FT_DP(1, 4, 7);
+    if (RT > 1) FT_DP(2, 5, 6);
+    if (RT > 1 && HT > 1) FT_DP(3, 5, 7);
+  }
+  FT_STORE(0, o, ldo * 4);
+  if (HT > 1) FT_STORE(1, o + FT_COLS, ldo * 4);
+  if (RT > 1) FT_STORE(2, o + FT_ROWS * ldo, ldo * 4);
+  if (RT > 1 && HT > 1) FT_STORE(3, o + FT_ROWS * ldo + FT_COLS, ldo * 4);
+}
+
+/* o[r·ldo + c] += Σ_j P[r][j]·V[j][c] for r < ceil16(m), c < ceil16(dv): pa
+ * from pack_p (lda), vb from pack_v of the same n keys. */
+static void FT_FN(pv)(int64_t m, int64_t n, int64_t dv, const uint16_t *pa, int64_t lda,
+                      const uint16_t *vb, float *o, int64_t ldo) {
+  const int64_t mt = ft_up(m, FT_ROWS) / FT_ROWS, ht = ft_up(dv, FT_COLS) / FT_COLS;
+  const int64_t np = ft_up(n, FT_K), hstride = np / 2 * 2 * FT_COLS; /* one column group */
+  FT_CONFIG();
+  for (int64_t i = 0; i < mt; i += 2) {
+    const int rt = mt - i >= 2 ? 2 : 1;
+    const uint16_t *p = pa + i * FT_ROWS * lda;
+    float *orow = o + i * FT_ROWS * ldo;
+    int64_t h = 0;
+    for (; h + 2 <= ht; h += 2) {
+      if (rt == 2)
+        pv_block(2, 2, np, p, lda, vb + h * hstride, hstride, orow + h * FT_COLS, ldo);
+      else
+        pv_block(1, 2, np, p, lda, vb + h * hstride, hstride, orow + h * FT_COLS, ldo);
+    }
+    if (h < ht) {
+      if (rt == 2)
+        pv_block(2, 1, np, p, lda, vb + h * hstride, hstride, orow + h * FT_COLS, ldo);
+      else
+        pv_block(1, 1, np, p, lda, vb + h * hstride, hstride, orow + h * FT_COLS, ldo);
+    }
+  }
+}
+
+static void FT_FN(release)(void) { FT_RELEASE(); }
+
+const fattn__tile_table FT_NAME = {
+    .name = FT_STR,
+    .pack_a = FT_FN(pack_a),
+    .pack_k = FT_FN(pack_k),
+    .pack_v = FT_FN(pack_v),
+    .qk = FT_FN(qk),
+    .pack_p = FT_FN(pack_p),
+    .pv = FT_FN(pv),
+    .release = FT_FN(release),
+};
