@@ -132,9 +132,11 @@ enum {
   FATTN__CPU_AVX512VNNI = 1u << 4,
   FATTN__CPU_ASIMDHP = 1u << 5,
   /* Not an instruction set: AVX512_BF16's vdpbf16ps runs at twice the FMA's
-   * FLOP rate on this core, so FATTN_BF16_DOT=auto uses it (AMD Zen 4 / 5).
-   * On Intel's cores (Cooper Lake to Emerald Rapids) it runs at half the FMA
-   * rate or less (bench's peak/avx512bf16: 86 against peak/avx512's 176
+   * FLOP rate on this core, so FATTN_BF16_DOT=auto uses it: AMD's (measured
+   * on Zen 5: 508 against 254 GFLOP/s; Zen 4 runs both on the same pipes and
+   * is taken to be alike, unmeasured).
+   * On Intel's it runs at half the FMA rate (measured on Emerald Rapids;
+   * other Intel cores unmeasured, treated alike) (bench's peak/avx512bf16: 86 against peak/avx512's 176
    * GFLOP/s on an Emerald Rapids core) and all-bf16 prefill is 1.24-1.31x
    * faster without it. From the CPU's identity, never from a timing, so the
    * bits of a result depend on the CPU alone. */

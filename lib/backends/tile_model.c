@@ -23,16 +23,27 @@ typedef struct ft_reg {
 static _Thread_local ft_reg ft_t[8];
 static _Thread_local int ft_configured;
 
+/* A tile instruction before LDTILECFG faults on the real engine (#UD): the
+ * model traps too, so a kernel that forgets its configuration fails here. */
+static void ft_need_config(void) {
+  if (!ft_configured) __builtin_trap();
+}
+
 static void ft_config(void) { ft_configured = 1; }
 
-static void ft_zero(int t) { memset(&ft_t[t], 0, sizeof ft_t[t]); }
+static void ft_zero(int t) {
+  ft_need_config();
+  memset(&ft_t[t], 0, sizeof ft_t[t]);
+}
 
 static void ft_load(int t, const void *p, int64_t stride) {
+  ft_need_config();
   for (int r = 0; r < 16; r++)
     memcpy(ft_t[t].b[r], (const unsigned char *)p + r * stride, 64);
 }
 
 static void ft_store(int t, void *p, int64_t stride) {
+  ft_need_config();
   for (int r = 0; r < 16; r++)
     memcpy((unsigned char *)p + r * stride, ft_t[t].b[r], 64);
 }
@@ -46,6 +57,7 @@ static float ft_bf16(const unsigned char *row, int i) {
 }
 
 static void ft_dp(int c, int a, int b) {
+  ft_need_config();
   for (int m = 0; m < 16; m++)
     for (int j = 0; j < 16; j++) {
       float acc;
