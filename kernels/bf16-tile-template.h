@@ -106,32 +106,62 @@ static void FT_FN(pack_v)(int64_t n, int64_t dv, const void *v, int64_t ldv, fat
     }
 }
 
-/* ---- Q·Kᵀ: s[r·lds + j] = scale · Σ_p Q[r][p]·K[j][p] --------------------------------- */
+/* ---- the tile grid shared by qk and pv ----------------------------------------------- */
 
-/* RT row tiles (1 or 2) × GT key groups (1 or 2) of C, over the whole d: A
- * tiles 4 (+5), B tiles 6 (+7), C tiles 0, 1 (row tile 0) and 2, 3 (row tile 1). */
-FT_INLINE void qk_block(const int RT, const int GT, int64_t dp, const uint16_t *qa, int64_t lda,
-                        const uint16_t *kb, int64_t gstride, float *s, int64_t lds) {
-  FT_ZERO(0);
-  if (GT > 1) FT_ZERO(1);
-  if (RT > 1) FT_ZERO(2);
-  if (RT > 1 && GT > 1) FT_ZERO(3);
-  for (int64_t c = 0; c < dp / FT_K; c++) {
-    const uint16_t *b = kb + c * FT_ROWS * 2 * FT_COLS;
-    FT_LOAD(4, qa + c * FT_K, lda * 2);
-    FT_LOAD(6, b, 4 * FT_COLS);
-    if (GT > 1) FT_LOAD(7, b + gstride, 4 * FT_COLS);
-    if (RT > 1) FT_LOAD(5, qa + FT_ROWS * lda + c * FT_K, lda * 2);
-    FT_DP(0, 4, 6);
-    if (GT > 1) FT_DP(1, 4, 7);
-    if (RT > 1) FT_DP(2, 5, 6);
-    if (RT > 1 && GT > 1) FT_DP(3, 5, 7);
+/* RT row tiles (1 or 2) × CT column tiles (1 or 2) of C += A · B over `steps`
+ * reductions of 32: A tiles 4 (+5) from a (rows lda elements apart), B tiles
+ * 6 (+7) from b (the second column tile bstride elements on; each step's B
+ * tile the next 16 pair rows), C tiles 0, 1 (row tile 0) and 2, 3 (row tile
+ * 1) zeroed (qk) or loaded from c (pv), then stored back. */
+FT_INLINE void tile_block(const int RT, const int CT, int load, int64_t steps, const uint16_t *a,
+                          int64_t lda, const uint16_t *b, int64_t bstride, float *c, int64_t ldc) {
+  if (load) {
+    FT_LOAD(0, c, ldc * 4);
+    if (CT > 1) FT_LOAD(1, c + FT_COLS, ldc * 4);
+    if (RT > 1) FT_LOAD(2, c + FT_ROWS * ldc, ldc * 4);
+    if (RT > 1 && CT > 1) FT_LOAD(3, c + FT_ROWS * ldc + FT_COLS, ldc * 4);
+  } else {
+    FT_ZERO(0);
+    if (CT > 1) FT_ZERO(1);
+    if (RT > 1) FT_ZERO(2);
+    if (RT > 1 && CT > 1) FT_ZERO(3);
   }
-  FT_STORE(0, s, lds * 4);
-  if (GT > 1) FT_STORE(1, s + FT_COLS, lds * 4);
-  if (RT > 1) FT_STORE(2, s + FT_ROWS * lds, lds * 4);
-  if (RT > 1 && GT > 1) FT_STORE(3, s + FT_ROWS * lds + FT_COLS, lds * 4);
+  for (int64_t k = 0; k < steps; k++) {
+    const uint16_t *bk = b + k * FT_ROWS * 2 * FT_COLS;
+    FT_LOAD(4, a + k * FT_K, lda * 2);
+    FT_LOAD(6, bk, 4 * FT_COLS);
+    if (CT > 1) FT_LOAD(7, bk + bstride, 4 * FT_COLS);
+    if (RT > 1) FT_LOAD(5, a + FT_ROWS * lda + k * FT_K, lda * 2);
+    FT_DP(0, 4, 6);
+    if (CT > 1) FT_DP(1, 4, 7);
+    if (RT > 1) FT_DP(2, 5, 6);
+    if (RT > 1 && CT > 1) FT_DP(3, 5, 7);
+  }
+  FT_STORE(0, c, ldc * 4);
+  if (CT > 1) FT_STORE(1, c + FT_COLS, ldc * 4);
+  if (RT > 1) FT_STORE(2, c + FT_ROWS * ldc, ldc * 4);
+  if (RT > 1 && CT > 1) FT_STORE(3, c + FT_ROWS * ldc + FT_COLS, ldc * 4);
 }
+
+/* Row tiles i, i+1 of C (rt of them) × all ct column tiles, two at a time. */
+static void tile_rows(int rt, int64_t ct, int load, int64_t steps, const uint16_t *a, int64_t lda,
+                      const uint16_t *b, int64_t bstride, float *c, int64_t ldc) {
+  int64_t g = 0;
+  for (; g + 2 <= ct; g += 2) {
+    if (rt == 2)
+      tile_block(2, 2, load, steps, a, lda, b + g * bstride, bstride, c + g * FT_COLS, ldc);
+    else
+      tile_block(1, 2, load, steps, a, lda, b + g * bstride, bstride, c + g * FT_COLS, ldc);
+  }
+  if (g < ct) {
+    if (rt == 2)
+      tile_block(2, 1, load, steps, a, lda, b + g * bstride, bstride, c + g * FT_COLS, ldc);
+    else
+      tile_block(1, 1, load, steps, a, lda, b + g * bstride, bstride, c + g * FT_COLS, ldc);
+  }
+}
+
+/* ---- Q·Kᵀ: s[r·lds + j] = scale · Σ_p Q[r][p]·K[j][p] --------------------------------- */
 
 /* qa: pack_a of m rows (lda), kb: pack_k of n keys, both of head_dim d. Writes
  * ceil16(m) rows × ceil16(n) columns of s (the padding is 0 before the scale). */
@@ -142,21 +172,8 @@ static void FT_FN(qk)(int64_t m, int64_t n, int64_t d, const uint16_t *qa, int64
   FT_CONFIG();
   for (int64_t i = 0; i < mt; i += 2) {
     const int rt = mt - i >= 2 ? 2 : 1;
-    const uint16_t *q = qa + i * FT_ROWS * lda;
     float *srow = s + i * FT_ROWS * lds;
-    int64_t g = 0;
-    for (; g + 2 <= nt; g += 2) {
-      if (rt == 2)
-        qk_block(2, 2, dp, q, lda, kb + g * gstride, gstride, srow + g * FT_COLS, lds);
-      else
-        qk_block(1, 2, dp, q, lda, kb + g * gstride, gstride, srow + g * FT_COLS, lds);
-    }
-    if (g < nt) {
-      if (rt == 2)
-        qk_block(2, 1, dp, q, lda, kb + g * gstride, gstride, srow + g * FT_COLS, lds);
-      else
-        qk_block(1, 1, dp, q, lda, kb + g * gstride, gstride, srow + g * FT_COLS, lds);
-    }
+    tile_rows(rt, nt, 0, dp / FT_K, qa + i * FT_ROWS * lda, lda, kb, gstride, srow, lds);
     /* the scale on the f32 sums, while they are in cache: a bf16 q is used exactly */
     for (int64_t r = 0; r < rt * FT_ROWS; r++)
       for (int64_t j = 0; j < nt * FT_COLS; j++)
@@ -173,31 +190,6 @@ static void FT_FN(pack_p)(int64_t m, int64_t n, const float *p, int64_t lds, uin
   FT_FN(pack_a)(m, n, p, lds, FATTN_F32, pa, lda);
 }
 
-/* RT row tiles × HT column groups of O, accumulated over every key chunk: A
- * tiles 4 (+5) from pa, B tiles 6 (+7) from vb, C tiles as in qk_block. */
-FT_INLINE void pv_block(const int RT, const int HT, int64_t np, const uint16_t *pa, int64_t lda,
-                        const uint16_t *vb, int64_t hstride, float *o, int64_t ldo) {
-  FT_LOAD(0, o, ldo * 4);
-  if (HT > 1) FT_LOAD(1, o + FT_COLS, ldo * 4);
-  if (RT > 1) FT_LOAD(2, o + FT_ROWS * ldo, ldo * 4);
-  if (RT > 1 && HT > 1) FT_LOAD(3, o + FT_ROWS * ldo + FT_COLS, ldo * 4);
-  for (int64_t c = 0; c < np / FT_K; c++) {
-    const uint16_t *b = vb + c * FT_ROWS * 2 * FT_COLS;
-    FT_LOAD(4, pa + c * FT_K, lda * 2);
-    FT_LOAD(6, b, 4 * FT_COLS);
-    if (HT > 1) FT_LOAD(7, b + hstride, 4 * FT_COLS);
-    if (RT > 1) FT_LOAD(5, pa + FT_ROWS * lda + c * FT_K, lda * 2);
-    FT_DP(0, 4, 6);
-    if (HT > 1) FT_DP(1, 4, 7);
-    if (RT > 1) FT_DP(2, 5, 6);
-    if (RT > 1 && HT > 1) FT_DP(3, 5, 7);
-  }
-  FT_STORE(0, o, ldo * 4);
-  if (HT > 1) FT_STORE(1, o + FT_COLS, ldo * 4);
-  if (RT > 1) FT_STORE(2, o + FT_ROWS * ldo, ldo * 4);
-  if (RT > 1 && HT > 1) FT_STORE(3, o + FT_ROWS * ldo + FT_COLS, ldo * 4);
-}
-
 /* o[r·ldo + c] += Σ_j P[r][j]·V[j][c] for r < ceil16(m), c < ceil16(dv): pa
  * from pack_p (lda), vb from pack_v of the same n keys. */
 static void FT_FN(pv)(int64_t m, int64_t n, int64_t dv, const uint16_t *pa, int64_t lda,
@@ -205,24 +197,9 @@ static void FT_FN(pv)(int64_t m, int64_t n, int64_t dv, const uint16_t *pa, int6
   const int64_t mt = ft_up(m, FT_ROWS) / FT_ROWS, ht = ft_up(dv, FT_COLS) / FT_COLS;
   const int64_t np = ft_up(n, FT_K), hstride = np / 2 * 2 * FT_COLS; /* one column group */
   FT_CONFIG();
-  for (int64_t i = 0; i < mt; i += 2) {
-    const int rt = mt - i >= 2 ? 2 : 1;
-    const uint16_t *p = pa + i * FT_ROWS * lda;
-    float *orow = o + i * FT_ROWS * ldo;
-    int64_t h = 0;
-    for (; h + 2 <= ht; h += 2) {
-      if (rt == 2)
-        pv_block(2, 2, np, p, lda, vb + h * hstride, hstride, orow + h * FT_COLS, ldo);
-      else
-        pv_block(1, 2, np, p, lda, vb + h * hstride, hstride, orow + h * FT_COLS, ldo);
-    }
-    if (h < ht) {
-      if (rt == 2)
-        pv_block(2, 1, np, p, lda, vb + h * hstride, hstride, orow + h * FT_COLS, ldo);
-      else
-        pv_block(1, 1, np, p, lda, vb + h * hstride, hstride, orow + h * FT_COLS, ldo);
-    }
-  }
+  for (int64_t i = 0; i < mt; i += 2)
+    tile_rows(mt - i >= 2 ? 2 : 1, ht, 1, np / FT_K, pa + i * FT_ROWS * lda, lda, vb, hstride,
+              o + i * FT_ROWS * ldo, ldo);
 }
 
 static void FT_FN(release)(void) { FT_RELEASE(); }

@@ -206,6 +206,20 @@ static int parse_call(PyObject *const *args, call_args *c) {
   return 0;
 }
 
+/* fattn_sdpa with the GIL released; -1 with the exception set on failure. */
+static int run_sdpa(fattn_context *ctx, const fattn_tensor *q, const fattn_tensor *k,
+                    const fattn_tensor *v, fattn_tensor *out, const fattn_sdpa_params *p) {
+  fattn_status st;
+  const char *msg = "";
+  Py_BEGIN_ALLOW_THREADS;
+  st = fattn_sdpa(ctx, q, k, v, out, p);
+  if (st != FATTN_SUCCESS) msg = fattn_last_error(); /* thread-local: read on this thread */
+  Py_END_ALLOW_THREADS;
+  if (st == FATTN_SUCCESS) return 0;
+  raise_status("fattn_sdpa", st, msg);
+  return -1;
+}
+
 PyDoc_STRVAR(sdpa_doc,
              "sdpa(q, k, v, out, mask, lse, kv_lens_ptr, scale, causal, backend, context)\n\n"
              "Low level: views are (ptr, dtype, shape, strides) tuples; mask / lse / context "
@@ -219,13 +233,7 @@ static PyObject *sdpa(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   }
   call_args c;
   if (parse_call(args, &c)) return NULL;
-  fattn_status st;
-  const char *msg = "";
-  Py_BEGIN_ALLOW_THREADS;
-  st = fattn_sdpa(c.ctx, &c.q, &c.k, &c.v, &c.out, &c.p);
-  if (st != FATTN_SUCCESS) msg = fattn_last_error(); /* thread-local: read on this thread */
-  Py_END_ALLOW_THREADS;
-  if (st != FATTN_SUCCESS) return raise_status("fattn_sdpa", st, msg);
+  if (run_sdpa(c.ctx, &c.q, &c.k, &c.v, &c.out, &c.p)) return NULL;
   Py_RETURN_NONE;
 }
 
@@ -468,19 +476,9 @@ call:;
   p.scale = (float)scale;
   p.causal = causal ? FATTN_CAUSAL_TOP_LEFT : FATTN_CAUSAL_NONE;
   fattn_context *ctx = args[6] == Py_None ? NULL : ((ContextObject *)args[6])->ctx;
-  fattn_status st;
-  const char *msg = "";
-  Py_BEGIN_ALLOW_THREADS;
-  st = fattn_sdpa(ctx, &t[0], &t[1], &t[2], &t[3], &p);
-  if (st != FATTN_SUCCESS) msg = fattn_last_error();
-  Py_END_ALLOW_THREADS;
   Py_DECREF(res);
-  if (st != FATTN_SUCCESS) {
-    Py_DECREF(o);
-    res = raise_status("fattn_sdpa", st, msg);
-  } else {
-    res = o;
-  }
+  res = o;
+  if (run_sdpa(ctx, &t[0], &t[1], &t[2], &t[3], &p)) Py_CLEAR(res);
 done:
   for (int i = 0; i < 4; i++)
     Py_XDECREF(dt[i]);
