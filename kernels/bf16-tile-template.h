@@ -68,42 +68,41 @@ static void FT_FN(pack_a)(int64_t m, int64_t d, const void *src, int64_t ld, fat
   }
 }
 
-/* K as B, per group of 16 keys g and pair t < ceil32(d)/2:
- *   kb[(g·(dp/2) + t)·32 + 2j + e] = bf16(K[16g + j][2t + e]),
- * zero past n keys and d elements: a 32-bit transpose of each 16-key group. */
-static void FT_FN(pack_k)(int64_t n, int64_t d, const void *k, int64_t ldk, fattn_dtype dt,
-                          uint16_t *kb) {
-  const int64_t np = ft_up(n, FT_COLS), dp = ft_up(d, FT_K), pairs = dp / 2;
-  for (int64_t g = 0; g < np / FT_COLS; g++)
+/* A B operand: element (i, c) of a red × cols matrix, i the reduction index,
+ * at pair row i / 2 of column group c / 16:
+ *   b[((c / 16)·(ceil32(red)/2) + i / 2)·32 + 2·(c % 16) + i % 2],
+ * zero past red and cols. Element (i, c) is src[c][i] when `transposed`
+ * (K: the reduction runs along a key's row), src[i][c] otherwise (V). */
+static void ft_pack_b(int64_t red, int64_t cols, const void *src, int64_t ld, fattn_dtype dt,
+                      int transposed, uint16_t *b) {
+  const int64_t pairs = ft_up(red, FT_K) / 2, groups = ft_up(cols, FT_COLS) / FT_COLS;
+  for (int64_t g = 0; g < groups; g++)
     for (int64_t t = 0; t < pairs; t++) {
-      uint16_t *row = kb + (g * pairs + t) * 2 * FT_COLS;
+      uint16_t *row = b + (g * pairs + t) * 2 * FT_COLS;
       for (int64_t j = 0; j < FT_COLS; j++) {
-        const int64_t key = g * FT_COLS + j;
+        const int64_t c = g * FT_COLS + j;
         for (int e = 0; e < 2; e++) {
-          const int64_t p = 2 * t + e;
-          row[2 * j + e] = key < n && p < d ? ft_get(k, dt, key, ldk, p) : 0;
+          const int64_t i = 2 * t + e;
+          row[2 * j + e] = i >= red || c >= cols ? 0
+                           : transposed          ? ft_get(src, dt, c, ld, i)
+                                                 : ft_get(src, dt, i, ld, c);
         }
       }
     }
 }
 
-/* V as B, per group of 16 output columns h and key pair t < ceil32(n)/2:
- *   vb[(h·(np/2) + t)·32 + 2c + e] = bf16(V[2t + e][16h + c]),
- * zero past n keys and dv columns: rows 2t and 2t+1 interleaved. */
+/* K as B (a 32-bit transpose of each 16-key group): kb[(g·(dp/2) + t)·32 +
+ * 2j + e] = bf16(K[16g + j][2t + e]), dp = ceil32(d). */
+static void FT_FN(pack_k)(int64_t n, int64_t d, const void *k, int64_t ldk, fattn_dtype dt,
+                          uint16_t *kb) {
+  ft_pack_b(d, n, k, ldk, dt, 1, kb);
+}
+
+/* V as B (rows 2t and 2t+1 interleaved): vb[(h·(np/2) + t)·32 + 2c + e] =
+ * bf16(V[2t + e][16h + c]), np = ceil32(n). */
 static void FT_FN(pack_v)(int64_t n, int64_t dv, const void *v, int64_t ldv, fattn_dtype dt,
                           uint16_t *vb) {
-  const int64_t np = ft_up(n, FT_K), dvp = ft_up(dv, FT_COLS), pairs = np / 2;
-  for (int64_t h = 0; h < dvp / FT_COLS; h++)
-    for (int64_t t = 0; t < pairs; t++) {
-      uint16_t *row = vb + (h * pairs + t) * 2 * FT_COLS;
-      for (int64_t c = 0; c < FT_COLS; c++) {
-        const int64_t col = h * FT_COLS + c;
-        for (int e = 0; e < 2; e++) {
-          const int64_t key = 2 * t + e;
-          row[2 * c + e] = key < n && col < dv ? ft_get(v, dt, key, ldv, col) : 0;
-        }
-      }
-    }
+  ft_pack_b(n, dv, v, ldv, dt, 0, vb);
 }
 
 /* ---- the tile grid shared by qk and pv ----------------------------------------------- */
