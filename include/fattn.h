@@ -48,6 +48,10 @@ FATTN_API const char *fattn_status_string(fattn_status s);
  * failed yet). A successful call leaves it as it was, like errno. */
 FATTN_API const char *fattn_last_error(void);
 
+/* For libraries layered on fattn (fattn_mpi): records "<status name>: message"
+ * as this thread's fattn_last_error() and returns s. */
+FATTN_API fattn_status fattn_set_last_error(fattn_status s, const char *message);
+
 /* q, k, v and out: F32, F16 (IEEE binary16) or BF16, each independently;
  * computation is in f32 (half inputs converted exactly, out rounded to nearest
  * even). Masks: F32 (additive) or U8 (keep-mask). lse: F32.
@@ -140,6 +144,17 @@ typedef struct fattn_sdpa_params {
    *   out = Σ_j e^(s_j) v_j / (e^(sink_h) + Σ_j e^(s_j)),  lse includes it.
    * The sink is not multiplied by `scale`. A row with no key gets zeros. */
   const float *sinks;
+  /* Diagonal shift (blockwise and context-parallel attention): added to the
+   * diagonal of every sequence, so query i's diagonal key is
+   * j = i + (Lk_b - Lq_b) + diag_shift (TOP_LEFT: j = i + diag_shift); the
+   * causal masks, the window and ALiBi follow it. For queries that are
+   * positions q0 .. of a longer sequence and keys that are its positions
+   * k0 .., TOP_LEFT with diag_shift = q0 - k0 is that sequence's top-left
+   * mask on the block; its bottom-right mask (full lengths Lq_all, Lk_all) is
+   * TOP_LEFT with diag_shift = q0 - k0 + Lk_all - Lq_all. A row left with no
+   * key gets zeros and lse -inf, as always. 0 = none (the default);
+   * |diag_shift| <= 2^40. The oneDNN baseline returns UNSUPPORTED for it. */
+  int64_t diag_shift;
 
   /* Variable-length packed batch (FlashAttention's varlen API). With
    * cu_seqlens_q ([num_seqs + 1], non-decreasing, from 0): q, out (and lse)

@@ -43,6 +43,7 @@ typedef struct fattn__problem {
   const float *alibi;          /* [H] or NULL */
   float softcap;               /* 0: off */
   const float *sinks;          /* [H] or NULL */
+  int64_t diag_shift;          /* added to every sequence's diagonal */
   const int32_t *cu_q, *cu_k, *seqused_k;
   const int32_t *block_table; /* paged K / V: k, v views are the pools */
   int64_t bt_stride, page;    /* entries per sequence; keys per block */
@@ -86,7 +87,8 @@ static inline void fattn__k_index(const fattn__problem *pb, int64_t b, int64_t j
 }
 /* Offset of the diagonal of sequence b: row i's is key i + it. */
 static inline int64_t fattn__diag(const fattn__problem *pb, int64_t b) {
-  return pb->causal == FATTN_CAUSAL_TOP_LEFT ? 0 : fattn__seq_lk(pb, b) - fattn__seq_lq(pb, b);
+  return pb->diag_shift +
+         (pb->causal == FATTN_CAUSAL_TOP_LEFT ? 0 : fattn__seq_lk(pb, b) - fattn__seq_lq(pb, b));
 }
 
 /* Checks every argument of fattn_sdpa and fills `pb`; writes nothing else. */
@@ -106,10 +108,7 @@ static inline int64_t fattn__row_limit(const fattn__problem *pb, int64_t b, int6
   const int64_t lk = fattn__seq_lk(pb, b);
   int64_t hi = pb->kv_lens ? (int64_t)pb->kv_lens[b] : lk;
   int64_t c = lk;
-  if (pb->causal == FATTN_CAUSAL_TOP_LEFT)
-    c = i + 1;
-  else if (pb->causal == FATTN_CAUSAL_BOTTOM_RIGHT)
-    c = i + 1 + (lk - fattn__seq_lq(pb, b));
+  if (pb->causal != FATTN_CAUSAL_NONE) c = i + 1 + fattn__diag(pb, b);
   if (pb->win_right >= 0) {
     const int64_t w = i + fattn__diag(pb, b) + pb->win_right + 1;
     if (w < c) c = w;
@@ -136,10 +135,10 @@ enum {
    * on Zen 5: 508 against 254 GFLOP/s; Zen 4 runs both on the same pipes and
    * is taken to be alike, unmeasured).
    * On Intel's it runs at half the FMA rate (measured on Emerald Rapids;
-   * other Intel cores unmeasured, treated alike) (bench's peak/avx512bf16: 86 against peak/avx512's 176
-   * GFLOP/s on an Emerald Rapids core) and all-bf16 prefill is 1.24-1.31x
-   * faster without it. From the CPU's identity, never from a timing, so the
-   * bits of a result depend on the CPU alone. */
+   * other Intel cores unmeasured, treated alike) (bench's peak/avx512bf16: 86 against peak/avx512's
+   * 176 GFLOP/s on an Emerald Rapids core) and all-bf16 prefill is 1.24-1.31x faster without it.
+   * From the CPU's identity, never from a timing, so the bits of a result depend on the CPU alone.
+   */
   FATTN__CPU_BF16DOT_FAST = 1u << 6,
   /* AMX-TILE + AMX-BF16, and XCR0 says the OS supports the tile state (it
    * must still grant it to the process: fattn__amx_permit) */

@@ -18,6 +18,7 @@ typedef struct fcase {
   int64_t lq[8], lk[8];
   fattn_causal causal;
   int64_t wl, wr;
+  int64_t shift; /* params.diag_shift */
   int alibi, sinks;
   float softcap;
   int varlen_q; /* q packed with cu_seqlens_q (else dense: every lq equal) */
@@ -40,10 +41,11 @@ static void describe(const fcase *c, char *buf, size_t n) {
     o += snprintf(buf + o, n - (size_t)o, "%lld/%lld,", (long long)c->lq[b], (long long)c->lk[b]);
   if (o > 0 && (size_t)o < n)
     snprintf(buf + o, n - (size_t)o,
-             " causal=%d win=(%lld,%lld) alibi=%d softcap=%g sinks=%d varlen_q=%d kv=%s page=%lld "
+             " causal=%d shift=%lld win=(%lld,%lld) alibi=%d softcap=%g sinks=%d varlen_q=%d kv=%s "
+             "page=%lld "
              "kv=%s q=%s",
-             (int)c->causal, (long long)c->wl, (long long)c->wr, c->alibi, (double)c->softcap,
-             c->sinks, c->varlen_q,
+             (int)c->causal, (long long)c->shift, (long long)c->wl, (long long)c->wr, c->alibi,
+             (double)c->softcap, c->sinks, c->varlen_q,
              c->kv == KV_DENSE    ? "dense"
              : c->kv == KV_VARLEN ? "varlen"
                                   : "paged",
@@ -304,6 +306,7 @@ static void build(const fcase *c, built *w) {
   fattn_sdpa_params_init(p);
   p->causal = c->causal;
   p->window_left = c->wl;
+  p->diag_shift = c->shift;
   p->window_right = c->wr;
   p->alibi_slopes = c->alibi ? w->slopes : NULL;
   p->softcap = c->softcap;
@@ -334,14 +337,14 @@ static void unbuild(built *w) {
 static void expect_row(const fcase *c, const built *w, int64_t b, int64_t h, int64_t i, double *o,
                        double *lse) {
   const int64_t G = c->H / c->Hkv, hk = h / G, lq = c->lq[b], lk = c->lk[b];
-  const int64_t diag = c->causal == FATTN_CAUSAL_TOP_LEFT ? 0 : lk - lq;
+  const int64_t diag = c->shift + (c->causal == FATTN_CAUSAL_TOP_LEFT ? 0 : lk - lq);
   const double scale = 1.0 / sqrt((double)c->D);
   double *s = malloc((size_t)(lk + 1) * sizeof *s);
   double mx = c->sinks ? w->sinkv[h] : -INFINITY;
   for (int64_t j = 0; j < lk; j++) {
     int ok = 1;
-    if (c->causal == FATTN_CAUSAL_TOP_LEFT && j > i) ok = 0;
-    if (c->causal == FATTN_CAUSAL_BOTTOM_RIGHT && j > i + lk - lq) ok = 0;
+    if (c->causal == FATTN_CAUSAL_TOP_LEFT && j > i + c->shift) ok = 0;
+    if (c->causal == FATTN_CAUSAL_BOTTOM_RIGHT && j > i + lk - lq + c->shift) ok = 0;
     if (c->wl >= 0 && j < i + diag - c->wl) ok = 0;
     if (c->wr >= 0 && j > i + diag + c->wr) ok = 0;
     s[j] = -INFINITY;
@@ -490,6 +493,22 @@ static void cases_modifiers(void) {
   run_case(&d, "decode sinks+alibi");
   d.sinks = 0, d.alibi = 0, d.wl = 300;
   run_case(&d, "decode window");
+  /* diagonal shifts (blocks of a longer sequence: context parallelism):
+   * diagonals left of, inside and right of the block, each causal kind, with
+   * a window, ALiBi and sinks; rows that attend nothing among them */
+  const int64_t shifts[] = {-30, -7, 5, 40, 200};
+  for (int ci = 0; ci < 3; ci++)
+    for (int si = 0; si < 5; si++) {
+      fcase c = base(2, 4, 2, 19, 37, 29, 400 + 10 * ci + si);
+      c.causal = cs[ci];
+      c.shift = shifts[si];
+      run_case(&c, "diag_shift");
+      c.wl = 6, c.alibi = 1, c.sinks = 1;
+      run_case(&c, "diag_shift + window, alibi, sinks");
+    }
+  fcase ds = base(1, 8, 2, 64, 1, 700, 450); /* decode rows, split-KV */
+  ds.causal = FATTN_CAUSAL_BOTTOM_RIGHT, ds.shift = -300;
+  run_case(&ds, "decode diag_shift");
   /* sinks on rows that attend nothing (window right of every key) */
   fcase e = base(1, 2, 2, 8, 9, 4, 310);
   e.causal = FATTN_CAUSAL_TOP_LEFT, e.sinks = 1;
@@ -688,6 +707,7 @@ static void bad_inputs(void) {
   BAD(INV, "num_seqs 0 with cu_seqlens_q", w.p.num_seqs = 0, (void)0);
   BAD(INV, "window < -1", w.p.window_left = -2, (void)0);
   BAD(INV, "window right < -1", w.p.window_right = -5, (void)0);
+  BAD(INV, "diag_shift beyond 2^40", w.p.diag_shift = (INT64_C(1) << 40) + 1, (void)0);
   BAD(INV, "NaN slope", (w.p.alibi_slopes = w.slopes, w.slopes[1] = NAN), (void)0);
   BAD(INV, "inf softcap", w.p.softcap = INFINITY, (void)0);
   BAD(INV, "negative softcap", w.p.softcap = -1.0f, (void)0);

@@ -370,6 +370,10 @@ fattn_status fattn__validate(const fattn_tensor *q, const fattn_tensor *k, const
                         "window_left = %lld, window_right = %lld: each must be >= 0, or -1 "
                         "(unbounded)",
                         (long long)prm->window_left, (long long)prm->window_right);
+  if (prm->diag_shift < -(INT64_C(1) << 40) || prm->diag_shift > (INT64_C(1) << 40))
+    return fattn__error(FATTN_ERROR_INVALID_ARGUMENT,
+                        "params->diag_shift = %lld is outside [-2^40, 2^40]",
+                        (long long)prm->diag_shift);
   if (!isfinite(prm->softcap) || prm->softcap < 0.0f)
     return fattn__error(FATTN_ERROR_INVALID_ARGUMENT,
                         "params->softcap = %g must be finite and > 0 (or 0: off)",
@@ -403,9 +407,11 @@ fattn_status fattn__validate(const fattn_tensor *q, const fattn_tensor *k, const
   pb->kv_lens = prm->kv_lens;
   pb->has_lse = lse != NULL;
   if (lse) set_view(&pb->lse, lse);
-  /* windows wider than any sequence are unbounded */
-  pb->win_left = prm->window_left >= Lk + Lq ? -1 : prm->window_left;
-  pb->win_right = prm->window_right >= Lk + Lq ? -1 : prm->window_right;
+  /* windows wider than any sequence (and the shift) are unbounded */
+  pb->diag_shift = prm->diag_shift;
+  const int64_t wide = Lk + Lq + (prm->diag_shift < 0 ? -prm->diag_shift : prm->diag_shift);
+  pb->win_left = prm->window_left >= wide ? -1 : prm->window_left;
+  pb->win_right = prm->window_right >= wide ? -1 : prm->window_right;
   pb->alibi = prm->alibi_slopes;
   pb->softcap = prm->softcap;
   pb->sinks = prm->sinks;
@@ -446,7 +452,8 @@ fattn_status fattn__validate(const fattn_tensor *q, const fattn_tensor *k, const
     if (pb->v_scaled) set_view(&pb->v_scale, prm->v_scale);
   }
   pb->features = pb->win_left >= 0 || pb->win_right >= 0 || pb->alibi || pb->softcap != 0.0f ||
-                 pb->sinks || varlen_q || varlen_k || paged || pb->k_scaled || pb->v_scaled;
+                 pb->sinks || pb->diag_shift != 0 || varlen_q || varlen_k || paged ||
+                 pb->k_scaled || pb->v_scaled;
 
   TRY(check_no_self_overlap("out", out));
   if (lse) TRY(check_no_self_overlap("lse", lse));

@@ -52,6 +52,10 @@ fattn_status fattn__error(fattn_status s, const char *fmt, ...) {
   return s;
 }
 
+fattn_status fattn_set_last_error(fattn_status s, const char *message) {
+  return fattn__error(s, "%s", message ? message : "");
+}
+
 void fattn_sdpa_params_init(fattn_sdpa_params *p) {
   if (!p) return;
   p->scale = 0.0f;
@@ -64,6 +68,7 @@ void fattn_sdpa_params_init(fattn_sdpa_params *p) {
   p->alibi_slopes = NULL;
   p->softcap = 0.0f;
   p->sinks = NULL;
+  p->diag_shift = 0;
   p->num_seqs = 0;
   p->cu_seqlens_q = p->cu_seqlens_k = p->seqused_k = NULL;
   p->block_table = NULL;
