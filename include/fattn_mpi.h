@@ -70,6 +70,7 @@ FATTN_API fattn_status fattn_cp_shard(fattn_cp_layout layout, int64_t total, int
 typedef struct fattn_cp_stats {
   double seconds;         /* the whole call, on this rank */
   double compute_seconds; /* in fattn_sdpa and the merge */
+  double merge_seconds;   /* of which the merge (on the context's threads) */
   double wait_seconds;    /* waiting for the ring's (or the allgather's) transfers */
   int64_t bytes_sent;     /* to the next rank (or into the allgather) */
   int steps;              /* ring steps (P), 1 for KV_SHARDED */
