@@ -78,6 +78,12 @@ typedef struct fattn_cp_stats {
   int pieces_skipped;     /* (query piece, key piece) pairs fully masked, not computed */
 } fattn_cp_stats;
 
+/* Buffers: the call keeps its scratch (two K/V shards in transit, the f32
+ * accumulator of this rank's rows, one partial) attached to comm (an MPI
+ * attribute) for the next call, so repeated calls allocate nothing; they are
+ * freed with the communicator (MPI_Comm_free) or by fattn_cp_release. */
+FATTN_API void fattn_cp_release(MPI_Comm comm);
+
 /* q [B, H, Lq_r, D], k [B, Hkv, Lk_r, D], v [B, Hkv, Lk_r, Dv] and out
  * [B, H, Lq_r, Dv]: this rank's shard, in any layout fattn_sdpa accepts
  * (strides), F32 / F16 / BF16 each (half K/V travel as half). params as for

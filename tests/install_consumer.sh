@@ -31,4 +31,16 @@ LD_LIBRARY_PATH=$libdir "$tmp/pc_shared"
 "$cc" "$src/examples/sdpa_basic.c" $(pkg-config --cflags fattn) "$libdir/libfattn.a" \
   $(pkg-config --static --libs-only-other --libs-only-l fattn | sed 's/-lfattn//') -lm -o "$tmp/pc_static"
 "$tmp/pc_static"
-echo "consumer builds: 4 passed (and 4 layer / engine examples), 0 failed"
+n=4
+# fattn_mpi, when this build has it: find_package's fattn::fattn_mpi and
+# pkg-config fattn-mpi, each run on 2 ranks under mpirun.
+if [ -f "$prefix/include/fattn_mpi.h" ]; then
+  echo "== fattn_mpi: find_package(fattn) -> fattn::fattn_mpi, pkg-config fattn-mpi"
+  [ -x "$tmp/ex/ring_attention" ] || { echo "ring_attention was not built: fattn::fattn_mpi missing"; exit 1; }
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+  LD_LIBRARY_PATH=$libdir mpirun -np 2 --oversubscribe "$tmp/ex/ring_attention"
+  "$cc" "$src/examples/ring_attention.c" $(pkg-config --cflags --libs fattn-mpi) -lm -o "$tmp/pc_mpi"
+  LD_LIBRARY_PATH=$libdir mpirun -np 2 --oversubscribe "$tmp/pc_mpi"
+  n=6
+fi
+echo "consumer builds: $n passed (and 4 layer / engine examples), 0 failed"

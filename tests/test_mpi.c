@@ -406,6 +406,22 @@ int main(int argc, char **argv) {
   bad_case("kv_lens beyond the keys (all ranks)", Z, 0, spoil_kvl, FATTN_ERROR_INVALID_ARGUMENT, 1);
   bad_case("the oneDNN backend (all ranks)", C, 0, spoil_backend, FATTN_ERROR_UNSUPPORTED, 1);
 
+  /* a communicator of its own: its cached buffers go with MPI_Comm_free */
+  MPI_Comm dup;
+  MPI_Comm_dup(MPI_COMM_WORLD, &dup);
+  {
+    problem w;
+    build(&cases[3], g_rank, g_size, &w);
+    for (int x = 0; x < 2; x++)
+      CHECK(fattn_sdpa_context_parallel(ctx2, dup, cases[3].layout, &w.tq, &w.tk, &w.tv, &w.to,
+                                        &w.p, NULL) == FATTN_SUCCESS,
+            "on a duplicated communicator: %s", fattn_last_error());
+    unbuild(&w);
+  }
+  MPI_Comm_free(&dup);
+  fattn_cp_release(MPI_COMM_WORLD);
+  fattn_cp_release(MPI_COMM_WORLD); /* again: nothing left, nothing happens */
+
   fattn_context_destroy(ctx1);
   fattn_context_destroy(ctx2);
   fattn_context_destroy(ctxs);

@@ -23,6 +23,7 @@
  * KV_SHARDED (decode) computes its one partial and merges all ranks'
  * partials, gathered with one MPI_Allgather, in rank order. */
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -351,25 +352,37 @@ static int hidden(const cp_run *c, int64_t qs, int64_t ql, int64_t ks, int64_t k
 }
 
 /* One fattn_sdpa: local query rows [lqo, lqo + ql) (global positions from
- * qs) against keys [kjo, kjo + kl) of a shard of Ls keys packed at kv
- * (global positions from ks); the partial lands in po / pl. */
-static fattn_status piece(cp_run *c, int64_t lqo, int64_t qs, int64_t ql, const char *kv,
-                          int64_t Ls, int64_t kjo, int64_t ks, int64_t kl) {
-  const fattn_tensor *q = c->q;
+ * qs) against keys [kjo, kjo + kl) of a shard's K / V (global positions
+ * from ks); the partial lands in po / pl. */
+/* Rows [j0, j0 + n) of a [., ., L, .] view. */
+static fattn_tensor rows_of(const fattn_tensor *t, int64_t j0, int64_t n) {
+  fattn_tensor r = *t;
+  r.data = (char *)t->data + j0 * t->strides[2] * es_of(t->dtype);
+  r.dims[2] = n;
+  return r;
+}
+
+/* The K and V views of rank src's shard: packed in a ring buffer (K
+ * [B, Hkv, Ls, D] then V), or the caller's own tensors. */
+static void shard_views(const cp_run *c, int src, const char *kv, fattn_tensor *tk,
+                        fattn_tensor *tv) {
+  if (!kv) {
+    *tk = *c->k, *tv = *c->v;
+    return;
+  }
+  const int64_t Ls = c->lk[src], kb = c->B * c->Hkv * Ls * c->D * c->kes;
+  *tk = (fattn_tensor){
+      (void *)kv, c->k->dtype, {c->B, c->Hkv, Ls, c->D}, {c->Hkv * Ls * c->D, Ls * c->D, c->D, 1}};
+  *tv = (fattn_tensor){(void *)(kv + kb),
+                       c->v->dtype,
+                       {c->B, c->Hkv, Ls, c->Dv},
+                       {c->Hkv * Ls * c->Dv, Ls * c->Dv, c->Dv, 1}};
+}
+
+static fattn_status piece(cp_run *c, int64_t lqo, int64_t qs, int64_t ql, const fattn_tensor *K,
+                          const fattn_tensor *V, int64_t kjo, int64_t ks, int64_t kl) {
   const fattn_sdpa_params *p = c->p;
-  const int qes = es_of(q->dtype);
-  fattn_tensor tq = *q;
-  tq.data = (char *)q->data + lqo * q->strides[2] * qes;
-  tq.dims[2] = ql;
-  const int64_t kb = c->B * c->Hkv * Ls * c->D * c->kes;
-  fattn_tensor tk = {(void *)(kv + kjo * c->D * c->kes),
-                     c->k->dtype,
-                     {c->B, c->Hkv, kl, c->D},
-                     {c->Hkv * Ls * c->D, Ls * c->D, c->D, 1}};
-  fattn_tensor tv = {(void *)(kv + kb + kjo * c->Dv * c->ves),
-                     c->v->dtype,
-                     {c->B, c->Hkv, kl, c->Dv},
-                     {c->Hkv * Ls * c->Dv, Ls * c->Dv, c->Dv, 1}};
+  fattn_tensor tq = rows_of(c->q, lqo, ql), tk = rows_of(K, kjo, kl), tv = rows_of(V, kjo, kl);
   fattn_tensor to = fattn_tensor_contiguous(c->po, FATTN_F32, c->B, c->H, ql, c->Dv);
   fattn_tensor tl = fattn_tensor_contiguous(c->pl, FATTN_F32, c->B, c->H, ql, 1);
   fattn_tensor tm;
@@ -427,7 +440,10 @@ static void merge(cp_run *c, const float *po, const float *pl, int64_t lqo, int6
 /* Every row empty, or holding its sink (a logit with no value). */
 static void acc_init(cp_run *c, int with_sinks) {
   const float *sk = with_sinks ? c->p->sinks : NULL;
-  for (int64_t bh = 0; bh < c->B * c->H; bh++)
+  const int64_t nbh = c->B * c->H;
+  /* the context's threads touch the pages they later merge into */
+#pragma omp parallel for num_threads(c->nthreads) schedule(static) if (nbh * c->Lq * c->Dv >= 65536)
+  for (int64_t bh = 0; bh < nbh; bh++)
     for (int64_t i = 0; i < c->Lq; i++) {
       const int64_t row = bh * c->Lq + i;
       c->M[row] = sk ? sk[bh % c->H] : -INFINITY;
@@ -435,6 +451,65 @@ static void acc_init(cp_run *c, int with_sinks) {
       for (int64_t t = 0; t < c->Dv; t++)
         c->acc[row * c->Dv + t] = 0.0f;
     }
+}
+
+/* ---- buffers cached on the communicator (an MPI attribute), freed with it
+ * or by fattn_cp_release. Calls on one communicator are ordered (MPI's rule
+ * for collectives), so its cache needs no lock. ---- */
+enum { CB_KV0, CB_KV1, CB_ACC, CB_M, CB_S, CB_PO, CB_PL, CB_KVL, CB_RQ, CB_GATHER, CB_N };
+typedef struct cp_cache {
+  void *p[CB_N];
+  size_t n[CB_N];
+} cp_cache;
+
+static int cp_keyval = MPI_KEYVAL_INVALID;
+static pthread_once_t cp_once = PTHREAD_ONCE_INIT;
+
+static int cache_delete(MPI_Comm comm, int keyval, void *attr, void *extra) {
+  (void)comm, (void)keyval, (void)extra;
+  cp_cache *cc = attr;
+  for (int x = 0; x < CB_N; x++)
+    free(cc->p[x]);
+  free(cc);
+  return MPI_SUCCESS;
+}
+
+static void make_keyval(void) {
+  if (MPI_Comm_create_keyval(MPI_COMM_NULL_COPY_FN, cache_delete, &cp_keyval, NULL) != MPI_SUCCESS)
+    cp_keyval = MPI_KEYVAL_INVALID;
+}
+
+/* comm's cache, made on first use; NULL when MPI cannot keep one. */
+static cp_cache *cache_of(MPI_Comm comm) {
+  pthread_once(&cp_once, make_keyval);
+  if (cp_keyval == MPI_KEYVAL_INVALID) return NULL;
+  void *a = NULL;
+  int flag = 0;
+  if (MPI_Comm_get_attr(comm, cp_keyval, &a, &flag) == MPI_SUCCESS && flag) return a;
+  cp_cache *cc = calloc(1, sizeof *cc);
+  if (cc && MPI_Comm_set_attr(comm, cp_keyval, cc) != MPI_SUCCESS) free(cc), cc = NULL;
+  return cc;
+}
+
+/* At least `bytes` in slot x of the cache (grown when short), or without a
+ * cache a buffer of this call (own[x], freed at its end). */
+static void *cache_get(cp_cache *cc, int x, size_t bytes, void **own) {
+  if (bytes == 0) bytes = 1;
+  if (!cc) return own[x] = malloc(bytes);
+  if (cc->n[x] < bytes) {
+    free(cc->p[x]);
+    cc->p[x] = malloc(bytes);
+    cc->n[x] = cc->p[x] ? bytes : 0;
+  }
+  return cc->p[x];
+}
+
+void fattn_cp_release(MPI_Comm comm) {
+  if (comm == MPI_COMM_NULL || cp_keyval == MPI_KEYVAL_INVALID) return;
+  void *a = NULL;
+  int flag = 0;
+  if (MPI_Comm_get_attr(comm, cp_keyval, &a, &flag) == MPI_SUCCESS && flag)
+    MPI_Comm_delete_attr(comm, cp_keyval);
 }
 
 static void poll(MPI_Request *rq, int n) {
@@ -445,6 +520,8 @@ static void poll(MPI_Request *rq, int n) {
 /* This rank's query pieces against the key pieces of rank src's shard. */
 static void compute_shard(cp_run *c, int src, const char *kv, MPI_Request *rq, int nrq) {
   const double t0 = MPI_Wtime();
+  fattn_tensor K, V;
+  shard_views(c, src, kv, &K, &V);
   for (int qp = 0; qp < 2; qp++) {
     int64_t qs, ql, lqo = 0;
     if (c->layout == FATTN_CP_KV_SHARDED) {
@@ -464,7 +541,7 @@ static void compute_shard(cp_run *c, int src, const char *kv, MPI_Request *rq, i
       if (hidden(c, qs, ql, ks, kl)) {
         c->st.pieces_skipped++;
       } else if (c->vd.status == FATTN_SUCCESS) {
-        const fattn_status s = piece(c, lqo, qs, ql, kv, c->lk[src], kjo, ks, kl);
+        const fattn_status s = piece(c, lqo, qs, ql, &K, &V, kjo, ks, kl);
         c->st.pieces_computed++;
         if (s != FATTN_SUCCESS)
           verdict_set(&c->vd, s, "fattn_sdpa on the keys of rank %d: %s", src, fattn_last_error());
@@ -495,10 +572,13 @@ static void write_out(cp_run *c) {
   const fattn_tensor *o = c->out;
   const fattn_tensor *ls = c->p->lse;
   const int oes = es_of(o->dtype);
-  for (int64_t b = 0; b < c->B; b++)
-    for (int64_t h = 0; h < c->H; h++)
-      for (int64_t i = 0; i < c->Lq; i++) {
-        const int64_t row = (b * c->H + h) * c->Lq + i;
+  const int64_t nbh = c->B * c->H;
+#pragma omp parallel for num_threads(c->nthreads) schedule(static) if (nbh * c->Lq * c->Dv >= 65536)
+  for (int64_t bh = 0; bh < nbh; bh++)
+    for (int64_t i = 0; i < c->Lq; i++) {
+      const int64_t b = bh / c->H, h = bh % c->H;
+      {
+        const int64_t row = bh * c->Lq + i;
         const float s = c->S[row], inv = s > 0.0f ? 1.0f / s : 0.0f;
         char *dst =
             (char *)o->data + (b * o->strides[0] + h * o->strides[1] + i * o->strides[2]) * oes;
@@ -520,6 +600,7 @@ static void write_out(cp_run *c) {
           *l = s == 0.0f ? -INFINITY : c->M[row] + logf(s);
         }
       }
+    }
 }
 
 static fattn_status fail(cp_verdict *vd) {
@@ -611,29 +692,32 @@ fattn_status fattn_sdpa_context_parallel(fattn_context *ctx, MPI_Comm comm, fatt
   char *kvb[2] = {NULL, NULL};
   float *gather = NULL;
   MPI_Request *rq = NULL;
+  cp_cache *cache = NULL;
+  void *own[CB_N] = {NULL}; /* buffers of this call alone (no cache) */
   int nrq_max = 2 * (int)(((int64_t)1 << 36) / CP_CHUNK) + 2;
   if (!mul_ok(c.B * c.H, c.Lq, &rows) || !mul_ok(rows, c.Dv, &t) ||
       !mul_ok(c.B * c.Hkv, maxlk, &t) || !mul_ok(t, c.D * c.kes + c.Dv * c.ves, &kvbytes) ||
-      kvbytes > ((int64_t)1 << 36)) {
+      (layout != FATTN_CP_KV_SHARDED && kvbytes > ((int64_t)1 << 36))) {
     verdict_set(&c.vd, FATTN_ERROR_OVERFLOW, "a K/V shard of %lld keys: beyond 64 GiB",
                 (long long)maxlk);
   } else {
-    c.acc = calloc((size_t)(rows * c.Dv), sizeof(float));
-    c.M = malloc((size_t)rows * sizeof(float));
-    c.S = malloc((size_t)rows * sizeof(float));
-    c.po = malloc((size_t)(c.B * c.H * maxq * c.Dv) * sizeof(float));
-    c.pl = malloc((size_t)(c.B * c.H * maxq) * sizeof(float));
-    c.kvl = malloc((size_t)c.B * sizeof(int32_t));
-    rq = malloc((size_t)nrq_max * sizeof *rq);
-    if (layout == FATTN_CP_KV_SHARDED) {
-      gather = malloc((size_t)(P * rows * (c.Dv + 1)) * sizeof(float));
-      kvb[0] = malloc((size_t)(shard_bytes(&c, r) > 0 ? shard_bytes(&c, r) : 1));
+    /* from the communicator's cache: a repeated call faults in no page */
+    cache = cache_of(comm);
+    c.acc = cache_get(cache, CB_ACC, (size_t)(rows * c.Dv) * sizeof(float), own);
+    c.M = cache_get(cache, CB_M, (size_t)rows * sizeof(float), own);
+    c.S = cache_get(cache, CB_S, (size_t)rows * sizeof(float), own);
+    c.po = cache_get(cache, CB_PO, (size_t)(c.B * c.H * maxq * c.Dv) * sizeof(float), own);
+    c.pl = cache_get(cache, CB_PL, (size_t)(c.B * c.H * maxq) * sizeof(float), own);
+    c.kvl = cache_get(cache, CB_KVL, (size_t)c.B * sizeof(int32_t), own);
+    rq = cache_get(cache, CB_RQ, (size_t)nrq_max * sizeof *rq, own);
+    if (layout == FATTN_CP_KV_SHARDED) { /* no K/V travels: the caller's are read in place */
+      gather = cache_get(cache, CB_GATHER, (size_t)(P * rows * (c.Dv + 1)) * sizeof(float), own);
     } else {
-      kvb[0] = malloc((size_t)kvbytes);
-      kvb[1] = malloc((size_t)kvbytes);
+      kvb[0] = cache_get(cache, CB_KV0, (size_t)kvbytes, own);
+      kvb[1] = cache_get(cache, CB_KV1, (size_t)kvbytes, own);
     }
-    if (!c.acc || !c.M || !c.S || !c.po || !c.pl || !c.kvl || !rq || !kvb[0] ||
-        (layout == FATTN_CP_KV_SHARDED ? !gather : !kvb[1]))
+    if (!c.acc || !c.M || !c.S || !c.po || !c.pl || !c.kvl || !rq ||
+        (layout == FATTN_CP_KV_SHARDED ? !gather : !kvb[0] || !kvb[1]))
       verdict_set(&c.vd, FATTN_ERROR_OUT_OF_MEMORY,
                   "buffers for %lld output rows and two K/V shards of %lld bytes", (long long)rows,
                   (long long)kvbytes);
@@ -703,11 +787,9 @@ fattn_status fattn_sdpa_context_parallel(fattn_context *ctx, MPI_Comm comm, fatt
 
   if (layout == FATTN_CP_KV_SHARDED) {
     /* ---- decode: this rank's partial, every rank's gathered, merged in rank order ---- */
-    pack_one(k, c.kes, c.lk[r], kvb[0]);
-    pack_one(v, c.ves, c.lk[r], kvb[0] + c.B * c.Hkv * c.lk[r] * c.D * c.kes);
     float *mine_o = gather + (int64_t)r * rows * (c.Dv + 1);
     /* this shard's partial, as (out, lse) like fattn_sdpa's */
-    compute_shard(&c, r, kvb[0], NULL, 0);
+    compute_shard(&c, r, NULL, NULL, 0);
     for (int64_t x = 0; x < rows; x++) {
       const float s = c.S[x];
       /* out of this shard alone (weights e^{lse}): acc / S and lse M + log S */
@@ -764,16 +846,8 @@ fattn_status fattn_sdpa_context_parallel(fattn_context *ctx, MPI_Comm comm, fatt
   }
   write_out(&c);
 release:
-  free(kvb[0]);
-  free(kvb[1]);
-  free(gather);
-  free(rq);
-  free(c.acc);
-  free(c.M);
-  free(c.S);
-  free(c.po);
-  free(c.pl);
-  free(c.kvl);
+  for (int x = 0; x < CB_N; x++)
+    free(own[x]);
 done:
   free(facts);
   free(all);
