@@ -251,6 +251,32 @@ FATTN_API fattn_status fattn_sdpa_workspace_size(fattn_context *ctx, const fattn
                                                  const fattn_tensor *out,
                                                  const fattn_sdpa_params *params, size_t *bytes);
 
+/* ---- Training: the backward pass ------------------------------------------------
+ *
+ * Given the forward call's inputs and results — q, k, v, out and lse (a
+ * fattn_sdpa with params.lse set) — and dout = dL/d(out), writes
+ *   dq = dL/dq [B, H, Lq, D],  dk = dL/dk [B, Hkv, Lk, D],  dv = dL/dv [B, Hkv, Lk, Dv]
+ * (FlashAttention-2's backward: P is recomputed tile by tile from q·kᵀ and
+ * lse, D = rowsum(dout ∘ out), dS = P ∘ (dP - D); no Lq×Lk buffer). dk and dv
+ * sum over the query heads of each kv head's group (GQA), without races.
+ * params must be the forward's (scale, both causal kinds, attn_mask F32 or
+ * U8, kv_lens, window, ALiBi, softcap, sinks, diag_shift, backend);
+ * params->lse is not read (the lse argument is). Any strides and dtypes F32,
+ * F16, BF16 for every tensor (lse F32), computed in f32. Not available
+ * (UNSUPPORTED): varlen and paged inputs, I8 / F8 K/V, the oneDNN backend;
+ * the mask, the slopes and the sinks get no gradient. Bitwise identical for
+ * any thread count: each (batch, kv head) is one thread's, in a fixed order.
+ * Memory: the tiles of the forward, plus per thread an f32 accumulator of
+ * one kv head's dK and dV (Lk · (D + Dv) floats). A row that attended no key
+ * (lse -inf) gets dq = 0 and gives nothing to dk, dv. On failure nothing is
+ * written to dq, dk or dv. */
+FATTN_API fattn_status fattn_sdpa_backward(fattn_context *ctx, const fattn_tensor *q,
+                                           const fattn_tensor *k, const fattn_tensor *v,
+                                           const fattn_tensor *out, const fattn_tensor *dout,
+                                           const fattn_tensor *lse, const fattn_tensor *dq,
+                                           const fattn_tensor *dk, const fattn_tensor *dv,
+                                           const fattn_sdpa_params *params);
+
 /* ---- Layers with PyTorch semantics -------------------------------------------
  *
  * fattn_mha: nn.MultiheadAttention (inference: no dropout). Linear projections

@@ -91,6 +91,22 @@ static inline int64_t fattn__diag(const fattn__problem *pb, int64_t b) {
          (pb->causal == FATTN_CAUSAL_TOP_LEFT ? 0 : fattn__seq_lk(pb, b) - fattn__seq_lq(pb, b));
 }
 
+/* The backward pass's extra tensors (fattn_sdpa_backward): dout, read like
+ * out; dq, dk, dv written like q, k, v. */
+typedef struct fattn__grads {
+  fattn__view dout, dq, dk, dv;
+} fattn__grads;
+
+/* Checks every argument of fattn_sdpa_backward: the forward's through
+ * fattn__validate (with lse as params->lse), then dout and the gradients
+ * (dims, dtypes, no self-overlap, no overlap with an input or each other). */
+fattn_status fattn__validate_backward(const fattn_tensor *q, const fattn_tensor *k,
+                                      const fattn_tensor *v, const fattn_tensor *out,
+                                      const fattn_tensor *dout, const fattn_tensor *lse,
+                                      const fattn_tensor *dq, const fattn_tensor *dk,
+                                      const fattn_tensor *dv, const fattn_sdpa_params *params,
+                                      fattn__problem *pb, fattn__grads *gr);
+
 /* Checks every argument of fattn_sdpa and fills `pb`; writes nothing else. */
 fattn_status fattn__validate(const fattn_tensor *q, const fattn_tensor *k, const fattn_tensor *v,
                              const fattn_tensor *out, const fattn_sdpa_params *params,
@@ -335,6 +351,17 @@ void fattn__driver_run(const fattn__problem *pb, const fattn__kernel_table *t,
 /* Double-precision three-pass oracle. Allocates O(Lk) per row; may fail with
  * OUT_OF_MEMORY before writing anything. */
 fattn_status fattn__reference_run(const fattn__problem *pb);
+/* The backward pass straight from the definition, in double (recomputes
+ * the softmax; ignores the given lse and out). O(Lk · (D + Dv)) doubles. */
+fattn_status fattn__reference_backward(const fattn__problem *pb, const fattn__grads *gr);
+
+/* The driver's score-tile step (driver.c), shared with the backward pass:
+ * softcap and ALiBi, the user's mask and, with `limits`, each row's key
+ * range, on the scores of rows (hk's group, positions i0 .. i0 + bq) against
+ * keys [j0, j0 + n): element (r, j) at st[r·srow + j·lds]. Nonzero if any
+ * entry was masked. */
+int fattn__mask_tile(const fattn__problem *pb, int64_t b, int64_t hk, int64_t i0, int64_t bq,
+                     int64_t j0, int64_t n, int limits, float *st, int64_t srow, int64_t lds);
 
 /* ---- backends beyond the kernel tables (backends/registry.c) ---------------------
  *

@@ -236,7 +236,7 @@ static void kv_convert(const fattn__kernel_table *t, const fattn__problem *pb, i
  * A masked entry (U8 0, additive -inf, outside the range) becomes -inf
  * whatever the score was, NaN included: a masked key is not attended (as in
  * the reference). Returns nonzero if any entry was masked. */
-static int mask_tile(const fattn__problem *pb, int64_t b, int64_t hk, int64_t i0, int64_t bq,
+int fattn__mask_tile(const fattn__problem *pb, int64_t b, int64_t hk, int64_t i0, int64_t bq,
                      int64_t j0, int64_t n, int limits, float *st, int64_t srow, int64_t lds) {
   const int64_t rows = pb->G * bq, diag = fattn__diag(pb, b);
   int masked = 0;
@@ -379,7 +379,7 @@ static void run_unit_small(const fattn__problem *pb, const fattn__kernel_table *
     }
     const int straddles = j0 + n > jlo_all || j0 < lo_last;
     const int masked = (pb->has_mask || straddles || modify) &&
-                       mask_tile(pb, b, hk, i0, bq, j0, n, straddles, w->st, bn, 1);
+                       fattn__mask_tile(pb, b, hk, i0, bq, j0, n, straddles, w->st, bn, 1);
     t->softmax_rows(rows, n, w->st, bn, w->m, w->l, w->alpha);
     if (v_gather && !masked) {
       fill_rows(pb, 1, b, hk, j0, n, w->vp, w->vs);
@@ -515,7 +515,7 @@ static void run_unit(const fattn__problem *pb, const fattn__kernel_table *t,
     }
     const int straddles = j0 + n > jlo_all || j0 < lo_last;
     const int masked = (pb->has_mask || straddles || modify) &&
-                       mask_tile(pb, b, hk, i0, bq, j0, n, straddles, w->st, 1, rp);
+                       fattn__mask_tile(pb, b, hk, i0, bq, j0, n, straddles, w->st, 1, rp);
     t->softmax(rp, n, w->st, rp, w->m, w->l, w->alpha);
     if (pb->v.dtype == FATTN_F32) {
       for (int64_t off = 0; off < n;) {

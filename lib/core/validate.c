@@ -231,7 +231,7 @@ fattn_status fattn__validate(const fattn_tensor *q, const fattn_tensor *k, const
   if (!isfinite(prm->scale))
     return fattn__error(FATTN_ERROR_INVALID_ARGUMENT, "params->scale must be finite");
 
-  span sq, sk, sv, so, sm = {0, 0}, sl = {0, 0};
+  span sq = {0, 0}, sk = {0, 0}, sv = {0, 0}, so = {0, 0}, sm = {0, 0}, sl = {0, 0};
   TRY(check_tensor("q", q, 0, &sq));
   TRY(check_tensor("k", k, 0, &sk));
   TRY(check_tensor("v", v, 0, &sv));
@@ -466,5 +466,76 @@ fattn_status fattn__validate(const fattn_tensor *q, const fattn_tensor *k, const
               spans_overlap(sl, so) || (mask && spans_overlap(sl, sm)) || spans_overlap(sl, sks) ||
               spans_overlap(sl, svs)))
     return fattn__error(FATTN_ERROR_INVALID_ARGUMENT, "lse overlaps an input or out");
+  return FATTN_SUCCESS;
+}
+
+/* A gradient: a float tensor with the dims of the input it belongs to,
+ * written (no self-overlap). */
+static fattn_status check_grad(const char *name, const fattn_tensor *g, const char *of,
+                               const fattn_tensor *x, span *sp) {
+  TRY(check_tensor(name, g, 0, sp));
+  if (g->dtype != FATTN_F32 && g->dtype != FATTN_F16 && g->dtype != FATTN_BF16)
+    return fattn__error(FATTN_ERROR_INVALID_ARGUMENT, "%s->dtype must be F32, F16 or BF16, got %s",
+                        name, dtype_name(g->dtype));
+  for (int d = 0; d < 4; d++)
+    if (g->dims[d] != x->dims[d])
+      return fattn__error(FATTN_ERROR_SHAPE_MISMATCH, "%s->dims[%d] = %lld must be %s's (%lld)",
+                          name, d, (long long)g->dims[d], of, (long long)x->dims[d]);
+  return check_no_self_overlap(name, g);
+}
+
+fattn_status fattn__validate_backward(const fattn_tensor *q, const fattn_tensor *k,
+                                      const fattn_tensor *v, const fattn_tensor *out,
+                                      const fattn_tensor *dout, const fattn_tensor *lse,
+                                      const fattn_tensor *dq, const fattn_tensor *dk,
+                                      const fattn_tensor *dv, const fattn_sdpa_params *prm,
+                                      fattn__problem *pb, fattn__grads *gr) {
+  if (!prm) return fattn__error(FATTN_ERROR_INVALID_ARGUMENT, "params is NULL");
+  if (!lse)
+    return fattn__error(FATTN_ERROR_INVALID_ARGUMENT,
+                        "lse is NULL: the backward pass needs the forward's lse");
+  if (prm->cu_seqlens_q || prm->cu_seqlens_k || prm->seqused_k || prm->block_table)
+    return fattn__error(FATTN_ERROR_UNSUPPORTED,
+                        "varlen and paged inputs are not available in the backward pass");
+  if (prm->backend == FATTN_BACKEND_ONEDNN)
+    return fattn__error(FATTN_ERROR_UNSUPPORTED, "the oneDNN baseline has no backward pass");
+  if (k && v && (is_quant(k->dtype) || is_quant(v->dtype)))
+    return fattn__error(FATTN_ERROR_UNSUPPORTED,
+                        "I8 / F8 K or V are not available in the backward pass");
+  fattn_sdpa_params p = *prm;
+  p.lse = lse;
+  TRY(fattn__validate(q, k, v, out, &p, pb));
+  span sq = {0, 0}, sk = {0, 0}, sv = {0, 0}, so = {0, 0}, sl = {0, 0}, sdo = {0, 0}, sdq = {0, 0},
+       sdk = {0, 0}, sdv = {0, 0}, sm = {0, 0};
+  TRY(check_tensor("q", q, 0, &sq));
+  TRY(check_tensor("k", k, 0, &sk));
+  TRY(check_tensor("v", v, 0, &sv));
+  TRY(check_tensor("out", out, 0, &so));
+  TRY(check_tensor("lse", lse, 0, &sl));
+  if (prm->attn_mask) TRY(check_tensor("attn_mask", prm->attn_mask, 1, &sm));
+  TRY(check_tensor("dout", dout, 0, &sdo));
+  TRY(need_float("dout", dout, 0));
+  for (int d = 0; d < 4; d++)
+    TRY(dim_eq("dout->dims vs out->dims", dout->dims[d], out->dims[d]));
+  TRY(check_grad("dq", dq, "q", q, &sdq));
+  TRY(check_grad("dk", dk, "k", k, &sdk));
+  TRY(check_grad("dv", dv, "v", v, &sdv));
+  const span in[] = {sq, sk, sv, so, sl, sdo, sm};
+  const span g[] = {sdq, sdk, sdv};
+  static const char *const gname[] = {"dq", "dk", "dv"};
+  for (int a = 0; a < 3; a++) {
+    for (size_t x = 0; x < sizeof in / sizeof in[0]; x++)
+      if (spans_overlap(g[a], in[x]))
+        return fattn__error(FATTN_ERROR_INVALID_ARGUMENT,
+                            "%s overlaps an input (q, k, v, out, dout, lse or attn_mask)",
+                            gname[a]);
+    for (int b = a + 1; b < 3; b++)
+      if (spans_overlap(g[a], g[b]))
+        return fattn__error(FATTN_ERROR_INVALID_ARGUMENT, "%s and %s overlap", gname[a], gname[b]);
+  }
+  set_view(&gr->dout, dout);
+  set_view(&gr->dq, dq);
+  set_view(&gr->dk, dk);
+  set_view(&gr->dv, dv);
   return FATTN_SUCCESS;
 }
