@@ -31,6 +31,7 @@
 #include "gbench_shim.h"
 #include "bench_ukernel.h"
 #include "bench_layers.h"
+#include "bench_backward.h"
 #include "bench_engine.h"
 #include "peak.h"
 
@@ -322,12 +323,17 @@ static int backend_runs(fattn_backend be) {
 
 int main(int argc, char **argv) {
   const char *backend_list = NULL, *thread_list = NULL;
-  int all = 0, engine = 0, ncustom = 0, gargc = 0;
+  int all = 0, engine = 0, backward = 0, ncustom = 0, gargc = 0;
+  const char *bw_dtypes = NULL;
   char **gargv = calloc((size_t)argc + 1, sizeof *gargv);
   if (!gargv) return 1;
   for (int i = 0; i < argc; i++) {
     if (i > 0 && !strcmp(argv[i], "--engine")) {
       engine = 1;
+    } else if (i > 0 && !strcmp(argv[i], "--backward")) {
+      backward = 1;
+    } else if (i > 0 && i + 1 < argc && !strcmp(argv[i], "--backward-dtypes")) {
+      bw_dtypes = argv[++i];
     } else if (i > 0 && !strcmp(argv[i], "--all")) {
       all = 1;
     } else if (i > 0 && i + 1 < argc && !strcmp(argv[i], "--backend")) {
@@ -417,6 +423,13 @@ int main(int argc, char **argv) {
   } else {
     threads[nthreads++] = 1;
     if (info.physical_cores > 1) threads[nthreads++] = info.physical_cores;
+  }
+  if (backward) { /* the backward pass alone */
+    register_backward(threads, nthreads, bw_dtypes);
+    const int rc = gb_run(gargc, gargv);
+    free(gargv);
+    print_backward_summary();
+    return rc;
   }
   if (engine) { /* the engine benchmarks alone */
     register_engine(threads, nthreads, info.l3_bytes);

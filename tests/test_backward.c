@@ -369,6 +369,108 @@ static void finite_differences(const bcase *c) {
   unbuild(&w);
 }
 
+/* ---- PyTorch's autograd (tests/data/make_backward_vectors.py) ---- */
+
+typedef struct vtensor {
+  char name[48];
+  int64_t dims[4], n;
+  float *data;
+} vtensor;
+
+static int load_vec(const char *name, vtensor *t, int *count) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s.fvec", FATTN_TEST_DATA_DIR, name);
+  FILE *fp = fopen(path, "rb");
+  char magic[4];
+  uint32_t hdr[2];
+  int ok = fp && fread(magic, 1, 4, fp) == 4 && !memcmp(magic, "FVEC", 4) &&
+           fread(hdr, 4, 2, fp) == 2 && hdr[0] == 1 && hdr[1] <= 32;
+  *count = ok ? (int)hdr[1] : 0;
+  for (int i = 0; ok && i < *count; i++) {
+    uint32_t dt[2];
+    ok = fread(t[i].name, 1, 48, fp) == 48 && fread(dt, 4, 2, fp) == 2 && dt[0] == 0 &&
+         fread(t[i].dims, 8, 4, fp) == 4;
+    t[i].name[47] = 0;
+    t[i].n = t[i].dims[0] * t[i].dims[1] * t[i].dims[2] * t[i].dims[3];
+    t[i].data = ok ? malloc((size_t)t[i].n * 4) : NULL;
+    ok = ok && t[i].data && fread(t[i].data, 4, (size_t)t[i].n, fp) == (size_t)t[i].n;
+  }
+  if (fp) fclose(fp);
+  EXPECT(ok, "%s: missing or unreadable", path);
+  return ok;
+}
+
+static float *vget(vtensor *t, int n, const char *name) {
+  for (int i = 0; i < n; i++)
+    if (!strcmp(t[i].name, name)) return t[i].data;
+  return NULL;
+}
+
+static void torch_vectors(const char *name) {
+  vtensor t[32];
+  int n = 0;
+  if (!load_vec(name, t, &n)) return;
+  const int64_t B = (int64_t)*vget(t, n, "cfg_B"), H = (int64_t)*vget(t, n, "cfg_H"),
+                Hkv = (int64_t)*vget(t, n, "cfg_Hkv"), Lq = (int64_t)*vget(t, n, "cfg_Lq"),
+                Lk = (int64_t)*vget(t, n, "cfg_Lk"), D = (int64_t)*vget(t, n, "cfg_D"),
+                Dv = (int64_t)*vget(t, n, "cfg_Dv");
+  const int causal = (int)*vget(t, n, "cfg_causal");
+  fattn_tensor tq = fattn_tensor_contiguous(vget(t, n, "q"), FATTN_F32, B, H, Lq, D);
+  fattn_tensor tk = fattn_tensor_contiguous(vget(t, n, "k"), FATTN_F32, B, Hkv, Lk, D);
+  fattn_tensor tv = fattn_tensor_contiguous(vget(t, n, "v"), FATTN_F32, B, Hkv, Lk, Dv);
+  fattn_tensor tdo = fattn_tensor_contiguous(vget(t, n, "dout"), FATTN_F32, B, H, Lq, Dv);
+  fattn_tensor tm;
+  fattn_sdpa_params p;
+  fattn_sdpa_params_init(&p);
+  p.causal = causal == 1   ? FATTN_CAUSAL_TOP_LEFT
+             : causal == 2 ? FATTN_CAUSAL_BOTTOM_RIGHT
+                           : FATTN_CAUSAL_NONE;
+  float *m = vget(t, n, "attn_mask");
+  if (m) {
+    tm = fattn_tensor_contiguous(m, FATTN_F32, B, 1, Lq, Lk);
+    p.attn_mask = &tm;
+  }
+  /* fattn's forward, checked against PyTorch's, gives the out and lse the
+   * backward reads */
+  float *o = malloc((size_t)(B * H * Lq * Dv) * 4), *l = malloc((size_t)(B * H * Lq) * 4);
+  fattn_tensor to = fattn_tensor_contiguous(o, FATTN_F32, B, H, Lq, Dv);
+  fattn_tensor tl = fattn_tensor_contiguous(l, FATTN_F32, B, H, Lq, 1);
+  p.lse = &tl;
+  EXPECT(fattn_sdpa(NULL, &tq, &tk, &tv, &to, &p) == FATTN_SUCCESS, "%s forward: %s", name,
+         fattn_last_error());
+  double w = 0;
+  const double eo = cmp(o, FATTN_F32, vget(t, n, "out"), B * H * Lq * Dv, &w);
+  const double el = cmp(l, FATTN_F32, vget(t, n, "lse"), B * H * Lq, &w);
+  EXPECT(eo < 1e-5 && el < 1e-5, "%s: forward vs PyTorch: out %.3g, lse %.3g", name, eo, el);
+  for (int x = 0; x < g_nbe + 1; x++) {
+    const fattn_backend be = x < g_nbe ? g_be[x] : FATTN_BACKEND_REFERENCE;
+    if (be == FATTN_BACKEND_ONEDNN) continue;
+    float *dq = malloc((size_t)(B * H * Lq * D) * 4), *dk = malloc((size_t)(B * Hkv * Lk * D) * 4),
+          *dv = malloc((size_t)(B * Hkv * Lk * Dv) * 4);
+    fattn_tensor tdq = fattn_tensor_contiguous(dq, FATTN_F32, B, H, Lq, D);
+    fattn_tensor tdk = fattn_tensor_contiguous(dk, FATTN_F32, B, Hkv, Lk, D);
+    fattn_tensor tdv = fattn_tensor_contiguous(dv, FATTN_F32, B, Hkv, Lk, Dv);
+    fattn_sdpa_params pb = p;
+    pb.backend = be;
+    const fattn_status st =
+        fattn_sdpa_backward(g_ctx[1], &tq, &tk, &tv, &to, &tdo, &tl, &tdq, &tdk, &tdv, &pb);
+    double worst = 0;
+    const double a = cmp(dq, FATTN_F32, vget(t, n, "dq"), B * H * Lq * D, &worst);
+    const double b = cmp(dk, FATTN_F32, vget(t, n, "dk"), B * Hkv * Lk * D, &worst);
+    const double c = cmp(dv, FATTN_F32, vget(t, n, "dv"), B * Hkv * Lk * Dv, &worst);
+    EXPECT(st == FATTN_SUCCESS && a < 1e-5 && b < 1e-5 && c < 1e-5,
+           "%s, %s: against PyTorch's autograd: dq %.3g, dk %.3g, dv %.3g (%s)", name,
+           fattn_backend_name(be), a, b, c, fattn_last_error());
+    if (x == 0)
+      printf("  PyTorch autograd %-26s dq %.2e dk %.2e dv %.2e (%s)\n", name, a, b, c,
+             fattn_backend_name(be));
+    free(dq), free(dk), free(dv);
+  }
+  free(o), free(l);
+  for (int i = 0; i < n; i++)
+    free(t[i].data);
+}
+
 /* ---- bad arguments ---- */
 
 static void bad_inputs(void) {
@@ -492,6 +594,10 @@ int main(void) {
     c.dt = FATTN_F32, c.gdt = FATTN_F16;
     run_case(&c);
   }
+  torch_vectors("backward_mha");
+  torch_vectors("backward_causal_gqa");
+  torch_vectors("backward_bottom_right_dv");
+  torch_vectors("backward_mask");
   bad_inputs();
   printf("test_backward: worst error %.3f of the tolerance; %d failures\n", g_worst, g_failures);
   for (int t = 0; t < 3; t++)

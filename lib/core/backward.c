@@ -19,7 +19,8 @@
  * five matrix products per tile, the forward's two plus three; dQ = scale·dQt,
  * dK = scale·dKt (the scores were scale·q·k), dV = dVt. dKt and dVt hold one
  * kv head's keys (Lk · (D + Dv) floats per thread) and are written once at
- * the end of the item. */
+ * the end of the item; half K and V are converted once per item into f32
+ * copies of the same size. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,8 +72,8 @@ static int64_t bw_layout(const fattn__problem *pb, const bw_plan *pl, char *base
   x.lse2 = carve(&p, rp);
   x.ones = carve(&p, rp > bnp ? rp : bnp);
   x.scl = carve(&p, rp > bnp ? rp : bnp);
-  x.kc = carve(&p, bn * D);
-  x.vc = carve(&p, bn * Dv);
+  x.kc = carve(&p, pb->k.dtype != FATTN_F32 ? pb->Lk * D : 0);
+  x.vc = carve(&p, pb->v.dtype != FATTN_F32 ? pb->Lk * Dv : 0);
   x.stage = carve(&p, bnp * dmax > pl->bm * dmax ? bnp * dmax : pl->bm * dmax);
   x.dkt = carve(&p, D * pl->lkp);
   x.dvt = carve(&p, Dv * pl->lkp);
@@ -113,18 +114,17 @@ static void store_rows(const fattn__kernel_table *t, const fattn__view *vw, int6
   }
 }
 
-/* Keys [j0, j0 + n) of K or V: the caller's f32 rows in place, else
- * converted into buf. *ld, *sd: the strides the kernels read with. */
-static const float *kv_block(const fattn__kernel_table *t, const fattn__view *vw, int64_t b,
-                             int64_t hk, int64_t j0, int64_t n, int64_t d, float *buf, int64_t *ld,
-                             int64_t *sd) {
+/* Keys from j0 of K or V: the caller's f32 rows in place, else the item's
+ * f32 copy (converted once per (sequence, kv head): every query block
+ * reads it). *ld, *sd: the strides the kernels read with. */
+static const float *kv_block(const fattn__view *vw, int64_t b, int64_t hk, int64_t j0, int64_t d,
+                             const float *conv, int64_t *ld, int64_t *sd) {
   if (vw->dtype == FATTN_F32) {
     *ld = vw->s[2], *sd = vw->s[3];
     return fattn__ptr(vw, b, hk, j0, 0);
   }
-  load_rows(t, vw, b, hk, j0, n, d, buf);
   *ld = d, *sd = 1;
-  return buf;
+  return conv + j0 * d;
 }
 
 /* One query block (positions [i0, i0 + bq) of every head of the group)
@@ -176,8 +176,8 @@ static void bw_block(const fattn__problem *pb, const fattn__grads *gr, const fat
   for (int64_t j0 = ulo / t->rw * t->rw; j0 < uhi; j0 += bn) {
     const int64_t n = uhi - j0 < bn ? uhi - j0 : bn;
     int64_t ldk, sk, ldv, sv;
-    const float *kb = kv_block(t, &pb->k, b, hk, j0, n, D, w->kc, &ldk, &sk);
-    const float *vb = kv_block(t, &pb->v, b, hk, j0, n, Dv, w->vc, &ldv, &sv);
+    const float *kb = kv_block(&pb->k, b, hk, j0, D, w->kc, &ldk, &sk);
+    const float *vb = kv_block(&pb->v, b, hk, j0, Dv, w->vc, &ldv, &sv);
     t->qk(rp, n, D, w->qt, kb, ldk, sk, w->st, rp);
     if (pb->softcap != 0.0f) /* 1 - tanh² of the raw score, before the cap */
       for (int64_t x = 0; x < n * rp; x++) {
@@ -208,13 +208,11 @@ static void bw_block(const fattn__problem *pb, const fattn__grads *gr, const fat
       for (int64_t j = n; j < bnp; j++)
         w->pT[r * bnp + j] = w->dsT[r * bnp + j] = 0.0f;
     }
+    /* the group's heads share K and V: one product over all the block's
+     * rows (dO and Q rows lie head after head, as Pᵀ's) */
     const int64_t np = fattn__round_up(n, t->rw);
-    for (int64_t g = 0; g < G; g++) {
-      t->pv(np, bq, Dv, w->pT + g * bq * bnp, bnp, w->dor + g * bq * Dv, Dv, 1, w->ones,
-            w->dvt + j0, pl->lkp);
-      t->pv(np, bq, D, w->dsT + g * bq * bnp, bnp, w->qr + g * bq * D, D, 1, w->ones, w->dkt + j0,
-            pl->lkp);
-    }
+    t->pv(np, rows, Dv, w->pT, bnp, w->dor, Dv, 1, w->ones, w->dvt + j0, pl->lkp);
+    t->pv(np, rows, D, w->dsT, bnp, w->qr, D, 1, w->ones, w->dkt + j0, pl->lkp);
   }
   /* dQ = scale · dQt, row-major */
   for (int64_t g = 0; g < G; g++) {
@@ -226,6 +224,8 @@ static void bw_block(const fattn__problem *pb, const fattn__grads *gr, const fat
 static void bw_item(const fattn__problem *pb, const fattn__grads *gr, const fattn__kernel_table *t,
                     const bw_plan *pl, const bw_ws *w, int64_t b, int64_t hk) {
   const int64_t D = pb->D, Dv = pb->Dv, Lk = pb->Lk, bnp = pl->bnp;
+  if (pb->k.dtype != FATTN_F32) load_rows(t, &pb->k, b, hk, 0, Lk, D, w->kc);
+  if (pb->v.dtype != FATTN_F32) load_rows(t, &pb->v, b, hk, 0, Lk, Dv, w->vc);
   memset(w->dkt, 0, (size_t)(D * pl->lkp) * sizeof(float));
   memset(w->dvt, 0, (size_t)(Dv * pl->lkp) * sizeof(float));
   for (int64_t i0 = 0; i0 < pb->Lq; i0 += pl->bm)
