@@ -16,7 +16,7 @@ cmake -S "$src/examples" -B "$tmp/ex" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_C_CO
 cmake --build "$tmp/ex" > "$tmp/build.log"
 LD_LIBRARY_PATH=$libdir "$tmp/ex/sdpa_basic"
 "$tmp/ex/sdpa_basic_static"
-for ex in mha_pipeline mha_sentence encoder_tiny generate; do
+for ex in mha_pipeline mha_sentence encoder_tiny generate train_tiny; do
   LD_LIBRARY_PATH=$libdir "$tmp/ex/$ex" > "$tmp/$ex.out" || { cat "$tmp/$ex.out"; exit 1; }
   echo "$ex: $(wc -l < "$tmp/$ex.out") lines, ok"
 done

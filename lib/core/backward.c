@@ -192,22 +192,24 @@ static void bw_block(const fattn__problem *pb, const fattn__grads *gr, const fat
         w->st[j * rp + r] -= w->lse2[r];
     t->exp2(n * rp, w->st, w->st); /* P; masked (-inf) and padding rows: 0 */
     t->qk(rp, n, Dv, w->dot, vb, ldv, sv, w->dp, rp);
-    for (int64_t j = 0; j < n; j++)
-      for (int64_t r = 0; r < rp; r++) {
-        const int64_t x = j * rp + r;
-        const float ds = w->st[x] * (w->dp[x] - w->drow[r]);
-        w->dp[x] = pb->softcap != 0.0f ? ds * w->sf[x] : ds;
-      }
-    t->pv(rp, n, D, w->dp, rp, kb, ldk, sk, w->ones, w->dqt, rp);
-    /* Pᵀ and dSᵀ: rows of the block by keys (padding keys 0) */
-    for (int64_t r = 0; r < rows; r++) {
-      for (int64_t j = 0; j < n; j++) {
-        w->pT[r * bnp + j] = w->st[j * rp + r];
-        w->dsT[r * bnp + j] = w->dp[j * rp + r];
-      }
-      for (int64_t j = n; j < bnp; j++)
-        w->pT[r * bnp + j] = w->dsT[r * bnp + j] = 0.0f;
+    for (int64_t j = 0; j < n; j++) {
+      float *ds = w->dp + j * rp;
+      const float *pr = w->st + j * rp;
+      for (int64_t r = 0; r < rp; r++)
+        ds[r] = pr[r] * (ds[r] - w->drow[r]);
     }
+    if (pb->softcap != 0.0f)
+      for (int64_t x = 0; x < n * rp; x++)
+        w->dp[x] *= w->sf[x];
+    t->pv(rp, n, D, w->dp, rp, kb, ldk, sk, w->ones, w->dqt, rp);
+    /* Pᵀ and dSᵀ: rows of the block by keys, transposed by the table's
+     * store_o (scale 1); the padding keys of a short last block are 0 */
+    t->store_o(rows, n, w->st, rp, w->ones, w->pT, bnp);
+    t->store_o(rows, n, w->dp, rp, w->ones, w->dsT, bnp);
+    if (n < bnp)
+      for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = n; j < bnp; j++)
+          w->pT[r * bnp + j] = w->dsT[r * bnp + j] = 0.0f;
     /* the group's heads share K and V: one product over all the block's
      * rows (dO and Q rows lie head after head, as Pᵀ's) */
     const int64_t np = fattn__round_up(n, t->rw);
