@@ -17,7 +17,7 @@ extern "C" {
 #endif
 
 #define FATTN_VERSION_MAJOR 0
-#define FATTN_VERSION_MINOR 4
+#define FATTN_VERSION_MINOR 5
 #define FATTN_VERSION_PATCH 0
 
 #if defined(_WIN32) && defined(FATTN_SHARED_BUILD)
