@@ -27,7 +27,7 @@ SHAPES = {  # B, H, Hkv, L, D, causal (as bench/bench_backward.c)
 
 
 def fattn_times(bench, shape, dt, threads, min_time):
-    flt = f"backward/.*/{shape}/dt:{dt}/threads:{threads}$"
+    flt = f"backward/.*/{shape}/dt:{dt}/threads:{threads}/"
     out = subprocess.run([bench, "--backward", "--threads", str(threads),
                           f"--benchmark_filter={flt}", "--benchmark_format=json",
                           f"--benchmark_min_time={min_time}"],

@@ -39,6 +39,9 @@ typedef struct bw_plan {
   int64_t per_thread_bytes;
   int nthreads;
   fattn_pin_policy pin;
+  /* the BF16 dot-product companion for S = Q·Kᵀ (the forward's rule, so S
+   * has the forward's bits) and for dP = dO·Vᵀ (BF16 dO and V); NULL: f32 */
+  const fattn__bf16_dot_table *dot_s, *dot_dp;
 } bw_plan;
 
 typedef struct bw_ws {
@@ -73,7 +76,7 @@ static int64_t bw_layout(const fattn__problem *pb, const bw_plan *pl, char *base
   x.ones = carve(&p, rp > bnp ? rp : bnp);
   x.scl = carve(&p, rp > bnp ? rp : bnp);
   x.kc = carve(&p, pb->k.dtype != FATTN_F32 ? pb->Lk * D : 0);
-  x.vc = carve(&p, pb->v.dtype != FATTN_F32 ? pb->Lk * Dv : 0);
+  x.vc = carve(&p, pb->v.dtype != FATTN_F32 && !pl->dot_dp ? pb->Lk * Dv : 0);
   x.stage = carve(&p, bnp * dmax > pl->bm * dmax ? bnp * dmax : pl->bm * dmax);
   x.dkt = carve(&p, D * pl->lkp);
   x.dvt = carve(&p, Dv * pl->lkp);
@@ -140,8 +143,16 @@ static void bw_block(const fattn__problem *pb, const fattn__grads *gr, const fat
     float *qr = w->qr + g * bq * D, *dor = w->dor + g * bq * Dv;
     load_rows(t, &pb->q, b, h, i0, bq, D, qr);
     load_rows(t, &gr->dout, b, h, i0, bq, Dv, dor);
-    t->pack_q(bq, D, qr, D, qscale, w->qt + g * bq, rp);
-    t->pack_q(bq, Dv, dor, Dv, 1.0f, w->dot + g * bq, rp);
+    if (pl->dot_s) /* BF16 pairs, unscaled, in qt's space (the scale goes on the sums) */
+      pl->dot_s->pack_q(bq, D, fattn__eptr(&pb->q, b, h, i0, 0), pb->q.s[2], pb->q.dtype,
+                        (uint16_t *)w->qt + 2 * g * bq, rp);
+    else
+      t->pack_q(bq, D, qr, D, qscale, w->qt + g * bq, rp);
+    if (pl->dot_dp)
+      pl->dot_dp->pack_q(bq, Dv, fattn__eptr(&gr->dout, b, h, i0, 0), gr->dout.s[2], gr->dout.dtype,
+                         (uint16_t *)w->dot + 2 * g * bq, rp);
+    else
+      t->pack_q(bq, Dv, dor, Dv, 1.0f, w->dot + g * bq, rp);
     /* Drow = rowsum(dO ∘ O) with the forward's out; lse2 in log2 units (a
      * row with no key, lse -inf, gets +inf: P = 0 everywhere) */
     for (int64_t r = 0; r < bq; r++) {
@@ -154,7 +165,9 @@ static void bw_block(const fattn__problem *pb, const fattn__grads *gr, const fat
       w->lse2[g * bq + r] = l == -INFINITY ? INFINITY : l * BW_LOG2E;
     }
   }
-  for (int64_t r = rows; r < rp; r++) { /* padding rows: Q = dO = 0, P = 0 */
+  /* padding rows: Q = dO = 0 (in the pair layouts too: the float at
+   * t·rp + r holds row r's pair t), P = 0 */
+  for (int64_t r = rows; r < rp; r++) {
     for (int64_t p = 0; p < D; p++)
       w->qt[p * rp + r] = 0.0f;
     for (int64_t c = 0; c < Dv; c++)
@@ -177,8 +190,14 @@ static void bw_block(const fattn__problem *pb, const fattn__grads *gr, const fat
     const int64_t n = uhi - j0 < bn ? uhi - j0 : bn;
     int64_t ldk, sk, ldv, sv;
     const float *kb = kv_block(&pb->k, b, hk, j0, D, w->kc, &ldk, &sk);
-    const float *vb = kv_block(&pb->v, b, hk, j0, Dv, w->vc, &ldv, &sv);
-    t->qk(rp, n, D, w->qt, kb, ldk, sk, w->st, rp);
+    ldv = sv = 0;
+    const float *vb = pl->dot_dp ? NULL : kv_block(&pb->v, b, hk, j0, Dv, w->vc, &ldv, &sv);
+    if (pl->dot_s)
+      pl->dot_s->qk(rp, n, D, (const uint16_t *)w->qt,
+                    (const uint16_t *)fattn__eptr(&pb->k, b, hk, j0, 0), pb->k.s[2], qscale, w->st,
+                    rp);
+    else
+      t->qk(rp, n, D, w->qt, kb, ldk, sk, w->st, rp);
     if (pb->softcap != 0.0f) /* 1 - tanh² of the raw score, before the cap */
       for (int64_t x = 0; x < n * rp; x++) {
         const float th = tanhf(w->st[x] * to_nat);
@@ -191,7 +210,12 @@ static void bw_block(const fattn__problem *pb, const fattn__grads *gr, const fat
       for (int64_t r = 0; r < rp; r++)
         w->st[j * rp + r] -= w->lse2[r];
     t->exp2(n * rp, w->st, w->st); /* P; masked (-inf) and padding rows: 0 */
-    t->qk(rp, n, Dv, w->dot, vb, ldv, sv, w->dp, rp);
+    if (pl->dot_dp)
+      pl->dot_dp->qk(rp, n, Dv, (const uint16_t *)w->dot,
+                     (const uint16_t *)fattn__eptr(&pb->v, b, hk, j0, 0), pb->v.s[2], 1.0f, w->dp,
+                     rp);
+    else
+      t->qk(rp, n, Dv, w->dot, vb, ldv, sv, w->dp, rp);
     for (int64_t j = 0; j < n; j++) {
       float *ds = w->dp + j * rp;
       const float *pr = w->st + j * rp;
@@ -227,7 +251,7 @@ static void bw_item(const fattn__problem *pb, const fattn__grads *gr, const fatt
                     const bw_plan *pl, const bw_ws *w, int64_t b, int64_t hk) {
   const int64_t D = pb->D, Dv = pb->Dv, Lk = pb->Lk, bnp = pl->bnp;
   if (pb->k.dtype != FATTN_F32) load_rows(t, &pb->k, b, hk, 0, Lk, D, w->kc);
-  if (pb->v.dtype != FATTN_F32) load_rows(t, &pb->v, b, hk, 0, Lk, Dv, w->vc);
+  if (pb->v.dtype != FATTN_F32 && !pl->dot_dp) load_rows(t, &pb->v, b, hk, 0, Lk, Dv, w->vc);
   memset(w->dkt, 0, (size_t)(D * pl->lkp) * sizeof(float));
   memset(w->dvt, 0, (size_t)(Dv * pl->lkp) * sizeof(float));
   for (int64_t i0 = 0; i0 < pb->Lq; i0 += pl->bm)
@@ -280,6 +304,20 @@ fattn_status fattn_sdpa_backward(fattn_context *ctx, const fattn_tensor *q, cons
   const int64_t items = pb.B * pb.Hkv;
   const int nt = threads_for_call(c);
   pl.nthreads = (int64_t)nt > items ? (int)items : nt;
+  /* the bf16 dot where the forward takes it (api.c's rule), and for dP
+   * where dO and V are BF16 (FATTN_BF16_DOT=on: any dO, rounded) */
+  const int dot_on = c->bf16_dot == FATTN__BF16_DOT_ON,
+            dot_auto = c->bf16_dot == FATTN__BF16_DOT_AUTO &&
+                       (fattn__cpu_features() & FATTN__CPU_BF16DOT_FAST);
+  const fattn__bf16_dot_table *bd = fattn__bf16_dot_for(t);
+  pl.dot_s = bd && pb.k.dtype == FATTN_BF16 && pb.k.s[3] <= 1 && pb.q.s[3] <= 1 &&
+                     (dot_on || (dot_auto && pb.q.dtype == FATTN_BF16))
+                 ? bd
+                 : NULL;
+  pl.dot_dp = bd && pb.v.dtype == FATTN_BF16 && pb.v.s[3] <= 1 && gr.dout.s[3] <= 1 &&
+                      (dot_on || (dot_auto && gr.dout.dtype == FATTN_BF16))
+                  ? bd
+                  : NULL;
   pl.pin = pl.nthreads > 1 ? c->pin : FATTN_PIN_NONE;
   int64_t per, total;
   per = bw_layout(&pb, &pl, NULL, NULL);
