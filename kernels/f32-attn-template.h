@@ -620,6 +620,20 @@ static void FA_FN(exp2)(int64_t n, const float *x, float *y) {
   }
 }
 
+/* ---- the backward pass's tile step: P = 2^(St - lse2), dS = P·(dP - drow) ---------- */
+
+static void FA_FN(bw_ds)(int64_t rows, int64_t n, float *st, float *dp, int64_t lds,
+                         const float *lse2, const float *drow) {
+  for (int64_t r = 0; r < rows; r += FA_W) {
+    const fa_vec l = fa_load(lse2 + r), d = fa_load(drow + r);
+    for (int64_t j = 0; j < n; j++) {
+      const fa_vec p = fa_exp2(fa_sub(fa_load(st + j * lds + r), l));
+      fa_store(st + j * lds + r, p);
+      fa_store(dp + j * lds + r, fa_mul(p, fa_sub(fa_load(dp + j * lds + r), d)));
+    }
+  }
+}
+
 #define FA_TABLE FA_CAT(fattn__table_, FA_SUFFIX)
 #define FA_STR2(x) #x
 #define FA_STR(x) FA_STR2(x)
@@ -648,4 +662,5 @@ const fattn__kernel_table FA_TABLE = {
     .cvt_rows = FA_FN(cvt_rows),
     .cvt_from_f32 = FA_FN(cvt_from_f32),
     .exp2 = FA_FN(exp2),
+    .bw_ds = FA_FN(bw_ds),
 };

@@ -121,6 +121,13 @@ typedef struct fattn__kernel_table {
 
   /* y[i] = 2^x[i] with this table's vector exp2 (for its error test). */
   void (*exp2)(int64_t n, const float *x, float *y);
+
+  /* The backward pass's tile step (lib/core/backward.c), for j < n, r < rows:
+   *   St[j][r] <- P = 2^(St[j][r] - lse2[r]);   dP[j][r] <- P · (dP[j][r] - drow[r])
+   * (St in log2 units, masked entries -inf: P = 0; lse2 = lse · log2 e,
+   * +inf for rows with no key). dP on entry is dO·Vᵀ; on return dS. */
+  void (*bw_ds)(int64_t rows, int64_t n, float *st, float *dp, int64_t lds, const float *lse2,
+                const float *drow);
 } fattn__kernel_table;
 
 /* An optional companion of a row-vector table: Q·Kᵀ on BF16 pairs with a

@@ -100,6 +100,16 @@ static void cvt_from_f32_scalar(int64_t n, int64_t d, const float *src, int64_t 
                                         : fattn__f32_to_f16(src[j * lds + p]);
 }
 
+static void bw_ds_scalar(int64_t rows, int64_t n, float *st, float *dp, int64_t lds,
+                         const float *lse2, const float *drow) {
+  for (int64_t j = 0; j < n; j++)
+    for (int64_t r = 0; r < rows; r++) {
+      const float p = exp2f(st[j * lds + r] - lse2[r]);
+      st[j * lds + r] = p;
+      dp[j * lds + r] = p * (dp[j * lds + r] - drow[r]);
+    }
+}
+
 static void exp2_scalar(int64_t n, const float *x, float *y) {
   for (int64_t i = 0; i < n; i++)
     y[i] = exp2f(x[i]);
@@ -119,4 +129,5 @@ const fattn__kernel_table fattn__table_scalar = {
     .cvt_rows = cvt_rows_scalar,
     .cvt_from_f32 = cvt_from_f32_scalar,
     .exp2 = exp2_scalar,
+    .bw_ds = bw_ds_scalar,
 };

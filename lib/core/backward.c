@@ -206,22 +206,14 @@ static void bw_block(const fattn__problem *pb, const fattn__grads *gr, const fat
     const int straddles = j0 + n > jlo_all || j0 < lo_last || j0 < ulo;
     if (pb->has_mask || straddles || modify)
       fattn__mask_tile(pb, b, hk, i0, bq, j0, n, straddles, w->st, 1, rp);
-    for (int64_t j = 0; j < n; j++)
-      for (int64_t r = 0; r < rp; r++)
-        w->st[j * rp + r] -= w->lse2[r];
-    t->exp2(n * rp, w->st, w->st); /* P; masked (-inf) and padding rows: 0 */
     if (pl->dot_dp)
       pl->dot_dp->qk(rp, n, Dv, (const uint16_t *)w->dot,
                      (const uint16_t *)fattn__eptr(&pb->v, b, hk, j0, 0), pb->v.s[2], 1.0f, w->dp,
                      rp);
     else
       t->qk(rp, n, Dv, w->dot, vb, ldv, sv, w->dp, rp);
-    for (int64_t j = 0; j < n; j++) {
-      float *ds = w->dp + j * rp;
-      const float *pr = w->st + j * rp;
-      for (int64_t r = 0; r < rp; r++)
-        ds[r] = pr[r] * (ds[r] - w->drow[r]);
-    }
+    /* P = 2^(St - lse2) (masked and padding rows: 0), dS = P ∘ (dP - Drow) */
+    t->bw_ds(rp, n, w->st, w->dp, rp, w->lse2, w->drow);
     if (pb->softcap != 0.0f)
       for (int64_t x = 0; x < n * rp; x++)
         w->dp[x] *= w->sf[x];
