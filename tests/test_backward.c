@@ -13,6 +13,9 @@
 #include "half.h"
 #include "harness.h"
 
+void fattn__fault_inject(long n); /* lib/runtime/alloc.c: tests only */
+long fattn__fault_pending(void);
+
 typedef struct bcase {
   int64_t B, H, Hkv, Lq, Lk, D, Dv;
   fattn_causal causal;
@@ -471,6 +474,61 @@ static void torch_vectors(const char *name) {
     free(t[i].data);
 }
 
+/* ---- every allocation failing in turn (fresh contexts: the workspace is
+ * allocated each time): OUT_OF_MEMORY with nothing written, the next call
+ * right; fused and reference ---- */
+
+static void faults(void) {
+  bcase c = base(1, 4, 2, 33, 40, 16, 88);
+  c.dt = FATTN_BF16; /* the f32 copies of K and V too */
+  bprob w;
+  EXPECT(build(&c, &w), "forward: %s", fattn_last_error());
+  for (int ref = 0; ref < 2; ref++) {
+    grads want;
+    grads_make(&c, FATTN_F32, 0, &want);
+    EXPECT(backward(NULL, &w, &want, ref ? FATTN_BACKEND_REFERENCE : FATTN_BACKEND_AUTO) ==
+               FATTN_SUCCESS,
+           "%s", fattn_last_error());
+    int n = 1, nfaults = 0;
+    for (; n <= 32; n++) {
+      fattn_context *ctx;
+      EXPECT(fattn_context_create(NULL, &ctx) == FATTN_SUCCESS, "%s", fattn_last_error());
+      grads g;
+      grads_make(&c, FATTN_F32, 0, &g);
+      fattn__fault_inject(n);
+      const fattn_status st =
+          backward(ctx, &w, &g, ref ? FATTN_BACKEND_REFERENCE : FATTN_BACKEND_AUTO);
+      const long pending = fattn__fault_pending();
+      fattn__fault_inject(0);
+      int untouched = 1;
+      for (int64_t e = 0; e < g.nq; e++)
+        untouched &= ((float *)g.dq)[e] == 777.0f;
+      for (int64_t e = 0; e < g.nk; e++)
+        untouched &= ((float *)g.dk)[e] == 777.0f;
+      if (st == FATTN_SUCCESS && pending > 0) { /* fewer than n allocations: done */
+        EXPECT(!memcmp(g.dq, want.dq, (size_t)g.nq * 4), "fault sweep: result differs");
+        fattn_context_destroy(ctx);
+        grads_free(&g);
+        break;
+      }
+      nfaults++;
+      EXPECT(st == FATTN_ERROR_OUT_OF_MEMORY && untouched,
+             "fault %d (%s): %s, gradients untouched %d", n, ref ? "reference" : "fused",
+             fattn_status_string(st), untouched);
+      EXPECT(backward(ctx, &w, &g, ref ? FATTN_BACKEND_REFERENCE : FATTN_BACKEND_AUTO) ==
+                     FATTN_SUCCESS &&
+                 !memcmp(g.dq, want.dq, (size_t)g.nq * 4),
+             "the call after fault %d failed or differs", n);
+      fattn_context_destroy(ctx);
+      grads_free(&g);
+    }
+    printf("  faults (%s): %d allocations failed in turn: OUT_OF_MEMORY, nothing written\n",
+           ref ? "reference" : "fused", nfaults);
+    grads_free(&want);
+  }
+  unbuild(&w);
+}
+
 /* ---- bad arguments ---- */
 
 static void bad_inputs(void) {
@@ -599,6 +657,7 @@ int main(void) {
   torch_vectors("backward_bottom_right_dv");
   torch_vectors("backward_mask");
   bad_inputs();
+  faults();
   printf("test_backward: worst error %.3f of the tolerance; %d failures\n", g_worst, g_failures);
   for (int t = 0; t < 3; t++)
     fattn_context_destroy(g_ctx[t]);
