@@ -141,6 +141,53 @@ static void test_softmax(const fattn__kernel_table *t) {
       }
 }
 
+/* The backward's tile step: P = 2^(St - lse2) (masked -inf: exactly 0; a row
+ * with lse2 = +inf: 0), dS = P·(dP - drow); padding lanes untouched. */
+static void test_bw_ds(const fattn__kernel_table *t) {
+  const int64_t rw = t->rw;
+  for (int64_t rows = rw; rows <= 3 * rw; rows += rw)
+    for (int64_t n = 1; n <= 19; n++) {
+      const int64_t lds = rows + rw;
+      float *st = guarded(n * lds), *dp = guarded(n * lds), *l2 = guarded(rows),
+            *dr = guarded(rows);
+      float *s0 = malloc((size_t)(n * lds) * sizeof(float)),
+            *d0 = malloc((size_t)(n * lds) * sizeof(float));
+      for (int64_t r = 0; r < rows; r++) {
+        l2[r] = r % 9 == 4 ? INFINITY : 4 + rnd() * 2; /* >= every score, as a real lse */
+        dr[r] = rnd();
+      }
+      for (int64_t j = 0; j < n; j++)
+        for (int64_t r = 0; r < lds; r++) {
+          float x = r < rows ? rnd() * 4 - 2 : POISON;
+          if (r < rows && (j + r) % 7 == 0) x = -INFINITY;
+          st[j * lds + r] = s0[j * lds + r] = x;
+          dp[j * lds + r] = d0[j * lds + r] = r < rows ? rnd() : POISON;
+        }
+      t->bw_ds(rows, n, st, dp, lds, l2, dr);
+      int ok = 1;
+      for (int64_t j = 0; j < n; j++)
+        for (int64_t r = 0; r < lds; r++) {
+          const int64_t x = j * lds + r;
+          if (r >= rows) {
+            ok &= st[x] == POISON && dp[x] == POISON;
+            continue;
+          }
+          const double arg = (double)s0[x] - l2[r], p = exp2(arg);
+          const double ds = p * ((double)d0[x] - dr[r]);
+          ok &= p == 0.0 ? st[x] == 0.0f && dp[x] == 0.0f
+                         : fabs(st[x] - p) <= (4 + fabs(arg)) * FLT_EPSILON * p &&
+                               fabs(dp[x] - ds) <= (8 + fabs(arg)) * FLT_EPSILON *
+                                                       (p * (fabs(d0[x]) + fabs(dr[r])));
+        }
+      ok &= guards_intact(st, n * lds) && guards_intact(dp, n * lds) && guards_intact(l2, rows) &&
+            guards_intact(dr, rows);
+      EXPECT(ok, "%s bw_ds rows=%lld n=%lld", t->name, (long long)rows, (long long)n);
+      checks++;
+      unguard(st), unguard(dp), unguard(l2), unguard(dr);
+      free(s0), free(d0);
+    }
+}
+
 static void test_pv(const fattn__kernel_table *t) {
   const int64_t rw = t->rw;
   for (int64_t rows = rw; rows <= 5 * rw; rows += rw)
@@ -588,6 +635,7 @@ int main(void) {
     const int before = checks, fails = g_failures;
     test_qk(t);
     test_softmax(t);
+    test_bw_ds(t);
     test_pv(t);
     test_rows(t);
     test_transposes(t);
