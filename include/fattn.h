@@ -268,7 +268,9 @@ FATTN_API fattn_status fattn_sdpa_workspace_size(fattn_context *ctx, const fattn
  * any thread count: each (batch, kv head) is one thread's, in a fixed order.
  * Memory: the tiles of the forward, plus per thread an f32 accumulator of
  * one kv head's dK and dV (Lk · (D + Dv) floats). A row that attended no key
- * (lse -inf) gets dq = 0 and gives nothing to dk, dv. On failure nothing is
+ * (lse -inf) gets dq = 0 and gives nothing to dk, dv. Unlike the forward, a
+ * NaN or inf in the k of a masked key inside a tile the row's block reads
+ * may reach that row's dq (0 · NaN in dS · K). On failure nothing is
  * written to dq, dk or dv. */
 FATTN_API fattn_status fattn_sdpa_backward(fattn_context *ctx, const fattn_tensor *q,
                                            const fattn_tensor *k, const fattn_tensor *v,
