@@ -265,6 +265,12 @@ typedef struct fattn__plan {
  * 64-byte boundary. plan.c sizes the workspace and driver.c carves it with
  * this one rule. */
 static inline int64_t fattn__ws_piece_bytes(int64_t floats) { return (floats * 4 + 63) / 64 * 64; }
+/* The next piece of `floats` floats at *p, which moves past it. */
+static inline float *fattn__ws_carve(char **p, int64_t floats) {
+  float *r = (float *)*p;
+  *p += fattn__ws_piece_bytes(floats);
+  return r;
+}
 
 /* Sequence b's work with query blocks of bm and key chunks of `chunk` (0:
  * none): *nqb query blocks, *nc chunks per unit, *span the most keys one
@@ -307,6 +313,8 @@ struct fattn_context {
 
 /* Resolves NULL to the default context (created once); NULL on failure. */
 fattn_status fattn__context_resolve(fattn_context *ctx, fattn_context **out);
+/* Threads a call on c uses: 1 inside the caller's own OpenMP region. */
+int fattn__threads_for_call(const fattn_context *c);
 /* Checks out a workspace of at least `bytes` (allocating only if none is free
  * and big enough); returns its index. */
 fattn_status fattn__workspace_acquire(fattn_context *ctx, size_t bytes, int *slot, void **mem);

@@ -7,7 +7,7 @@
 
 #include "internal.h"
 
-static int threads_for_call(const fattn_context *c) {
+int fattn__threads_for_call(const fattn_context *c) {
 #if defined(_OPENMP)
   /* Inside the caller's own parallel region: run on this thread alone. */
   if (omp_in_parallel()) return 1;
@@ -36,8 +36,8 @@ static fattn_status prepare(fattn_context *ctx, const fattn_tensor *q, const fat
     if (!(*t = fattn__table_for(params->backend, &st))) return st;
     break;
   }
-  if ((st = fattn__make_plan(pb, *t, threads_for_call(*c), (*c)->block_keys, (*c)->block_queries,
-                             fattn__topology_get(), plan)) != FATTN_SUCCESS)
+  if ((st = fattn__make_plan(pb, *t, fattn__threads_for_call(*c), (*c)->block_keys,
+                             (*c)->block_queries, fattn__topology_get(), plan)) != FATTN_SUCCESS)
     return st;
   plan->pin = plan->nthreads > 1 ? (*c)->pin : FATTN_PIN_NONE; /* one thread: left where it is */
   /* BF16 K with contiguous rows (and q rows, which are packed in pairs) */

@@ -35,7 +35,8 @@
 #define BW_LOG2E 1.44269504088896341f
 
 typedef struct bw_plan {
-  int64_t bm, bn, rp, bnp, lkp; /* positions per block, keys per block, padded rows, keys, Lk */
+  int64_t bm, bn, rp,
+      lkp; /* positions per block, keys per block (a multiple of rw), padded rows, Lk */
   int64_t per_thread_bytes;
   int nthreads;
   fattn_pin_policy pin;
@@ -49,37 +50,31 @@ typedef struct bw_ws {
   float *kc, *vc, *stage, *dkt, *dvt;
 } bw_ws;
 
-static float *carve(char **p, int64_t floats) {
-  float *r = (float *)*p;
-  *p += fattn__ws_piece_bytes(floats);
-  return r;
-}
-
 /* One thread's pieces, in this order (bw_bytes sizes them the same way). */
 static int64_t bw_layout(const fattn__problem *pb, const bw_plan *pl, char *base, bw_ws *w) {
-  const int64_t D = pb->D, Dv = pb->Dv, rp = pl->rp, bn = pl->bn, bnp = pl->bnp;
+  const int64_t D = pb->D, Dv = pb->Dv, rp = pl->rp, bn = pl->bn;
   const int64_t rows = pb->G * pl->bm, dmax = D > Dv ? D : Dv;
   char *p = base;
   bw_ws x;
-  x.qt = carve(&p, D * rp);
-  x.dot = carve(&p, Dv * rp);
-  x.qr = carve(&p, rows * D);
-  x.dor = carve(&p, rows * Dv);
-  x.st = carve(&p, bn * rp);
-  x.dp = carve(&p, bn * rp);
-  x.sf = carve(&p, pb->softcap != 0.0f ? bn * rp : 0);
-  x.pT = carve(&p, rp * bnp);
-  x.dsT = carve(&p, rp * bnp);
-  x.dqt = carve(&p, D * rp);
-  x.drow = carve(&p, rp);
-  x.lse2 = carve(&p, rp);
-  x.ones = carve(&p, rp > bnp ? rp : bnp);
-  x.scl = carve(&p, rp > bnp ? rp : bnp);
-  x.kc = carve(&p, pb->k.dtype != FATTN_F32 ? pb->Lk * D : 0);
-  x.vc = carve(&p, pb->v.dtype != FATTN_F32 && !pl->dot_dp ? pb->Lk * Dv : 0);
-  x.stage = carve(&p, bnp * dmax > pl->bm * dmax ? bnp * dmax : pl->bm * dmax);
-  x.dkt = carve(&p, D * pl->lkp);
-  x.dvt = carve(&p, Dv * pl->lkp);
+  x.qt = fattn__ws_carve(&p, D * rp);
+  x.dot = fattn__ws_carve(&p, Dv * rp);
+  x.qr = fattn__ws_carve(&p, rows * D);
+  x.dor = fattn__ws_carve(&p, rows * Dv);
+  x.st = fattn__ws_carve(&p, bn * rp);
+  x.dp = fattn__ws_carve(&p, bn * rp);
+  x.sf = fattn__ws_carve(&p, pb->softcap != 0.0f ? bn * rp : 0);
+  x.pT = fattn__ws_carve(&p, rp * bn);
+  x.dsT = fattn__ws_carve(&p, rp * bn);
+  x.dqt = fattn__ws_carve(&p, D * rp);
+  x.drow = fattn__ws_carve(&p, rp);
+  x.lse2 = fattn__ws_carve(&p, rp);
+  x.ones = fattn__ws_carve(&p, rp > bn ? rp : bn);
+  x.scl = fattn__ws_carve(&p, rp > bn ? rp : bn);
+  x.kc = fattn__ws_carve(&p, pb->k.dtype != FATTN_F32 ? pb->Lk * D : 0);
+  x.vc = fattn__ws_carve(&p, pb->v.dtype != FATTN_F32 && !pl->dot_dp ? pb->Lk * Dv : 0);
+  x.stage = fattn__ws_carve(&p, bn * dmax > pl->bm * dmax ? bn * dmax : pl->bm * dmax);
+  x.dkt = fattn__ws_carve(&p, D * pl->lkp);
+  x.dvt = fattn__ws_carve(&p, Dv * pl->lkp);
   if (w) *w = x;
   return (int64_t)(p - base);
 }
@@ -135,7 +130,7 @@ static const float *kv_block(const fattn__view *vw, int64_t b, int64_t hk, int64
 static void bw_block(const fattn__problem *pb, const fattn__grads *gr, const fattn__kernel_table *t,
                      const bw_plan *pl, const bw_ws *w, int64_t b, int64_t hk, int64_t i0,
                      int64_t bq) {
-  const int64_t G = pb->G, D = pb->D, Dv = pb->Dv, rp = pl->rp, bn = pl->bn, bnp = pl->bnp;
+  const int64_t G = pb->G, D = pb->D, Dv = pb->Dv, rp = pl->rp, bn = pl->bn;
   const int64_t rows = G * bq;
   const float qscale = pb->scale * BW_LOG2E;
   for (int64_t g = 0; g < G; g++) {
@@ -220,17 +215,17 @@ static void bw_block(const fattn__problem *pb, const fattn__grads *gr, const fat
     t->pv(rp, n, D, w->dp, rp, kb, ldk, sk, w->ones, w->dqt, rp);
     /* Pᵀ and dSᵀ: rows of the block by keys, transposed by the table's
      * store_o (scale 1); the padding keys of a short last block are 0 */
-    t->store_o(rows, n, w->st, rp, w->ones, w->pT, bnp);
-    t->store_o(rows, n, w->dp, rp, w->ones, w->dsT, bnp);
-    if (n < bnp)
+    t->store_o(rows, n, w->st, rp, w->ones, w->pT, bn);
+    t->store_o(rows, n, w->dp, rp, w->ones, w->dsT, bn);
+    if (n < bn)
       for (int64_t r = 0; r < rows; r++)
-        for (int64_t j = n; j < bnp; j++)
-          w->pT[r * bnp + j] = w->dsT[r * bnp + j] = 0.0f;
+        for (int64_t j = n; j < bn; j++)
+          w->pT[r * bn + j] = w->dsT[r * bn + j] = 0.0f;
     /* the group's heads share K and V: one product over all the block's
      * rows (dO and Q rows lie head after head, as Pᵀ's) */
     const int64_t np = fattn__round_up(n, t->rw);
-    t->pv(np, rows, Dv, w->pT, bnp, w->dor, Dv, 1, w->ones, w->dvt + j0, pl->lkp);
-    t->pv(np, rows, D, w->dsT, bnp, w->qr, D, 1, w->ones, w->dkt + j0, pl->lkp);
+    t->pv(np, rows, Dv, w->pT, bn, w->dor, Dv, 1, w->ones, w->dvt + j0, pl->lkp);
+    t->pv(np, rows, D, w->dsT, bn, w->qr, D, 1, w->ones, w->dkt + j0, pl->lkp);
   }
   /* dQ = scale · dQt, row-major */
   for (int64_t g = 0; g < G; g++) {
@@ -241,7 +236,7 @@ static void bw_block(const fattn__problem *pb, const fattn__grads *gr, const fat
 
 static void bw_item(const fattn__problem *pb, const fattn__grads *gr, const fattn__kernel_table *t,
                     const bw_plan *pl, const bw_ws *w, int64_t b, int64_t hk) {
-  const int64_t D = pb->D, Dv = pb->Dv, Lk = pb->Lk, bnp = pl->bnp;
+  const int64_t D = pb->D, Dv = pb->Dv, Lk = pb->Lk, bn = pl->bn;
   if (pb->k.dtype != FATTN_F32) load_rows(t, &pb->k, b, hk, 0, Lk, D, w->kc);
   if (pb->v.dtype != FATTN_F32 && !pl->dot_dp) load_rows(t, &pb->v, b, hk, 0, Lk, Dv, w->vc);
   memset(w->dkt, 0, (size_t)(D * pl->lkp) * sizeof(float));
@@ -249,20 +244,13 @@ static void bw_item(const fattn__problem *pb, const fattn__grads *gr, const fatt
   for (int64_t i0 = 0; i0 < pb->Lq; i0 += pl->bm)
     bw_block(pb, gr, t, pl, w, b, hk, i0, pb->Lq - i0 < pl->bm ? pb->Lq - i0 : pl->bm);
   /* dK = scale · dKt, dV = dVt, back to rows, a key block at a time */
-  for (int64_t j0 = 0; j0 < Lk; j0 += bnp) {
-    const int64_t m = Lk - j0 < bnp ? Lk - j0 : bnp;
+  for (int64_t j0 = 0; j0 < Lk; j0 += bn) {
+    const int64_t m = Lk - j0 < bn ? Lk - j0 : bn;
     t->store_o(m, D, w->dkt + j0, pl->lkp, w->scl, w->stage, D);
     store_rows(t, &gr->dk, b, hk, j0, m, D, w->stage);
     t->store_o(m, Dv, w->dvt + j0, pl->lkp, w->ones, w->stage, Dv);
     store_rows(t, &gr->dv, b, hk, j0, m, Dv, w->stage);
   }
-}
-
-static int threads_for_call(const fattn_context *c) {
-#if defined(_OPENMP)
-  if (omp_in_parallel()) return 1;
-#endif
-  return c->num_threads;
 }
 
 fattn_status fattn_sdpa_backward(fattn_context *ctx, const fattn_tensor *q, const fattn_tensor *k,
@@ -291,10 +279,9 @@ fattn_status fattn_sdpa_backward(fattn_context *ctx, const fattn_tensor *q, cons
    * accumulate dK, dV at dKt + j0 with aligned loads */
   pl.bn = fattn__round_up(fp.bn, t->rw);
   pl.rp = fp.rows_pad;
-  pl.bnp = pl.bn;
-  pl.lkp = fattn__round_up(pb.Lk, pl.bnp) + pl.bnp;
+  pl.lkp = fattn__round_up(pb.Lk, pl.bn) + pl.bn;
   const int64_t items = pb.B * pb.Hkv;
-  const int nt = threads_for_call(c);
+  const int nt = fattn__threads_for_call(c);
   pl.nthreads = (int64_t)nt > items ? (int)items : nt;
   /* the bf16 dot where the forward takes it (api.c's rule), and for dP
    * where dO and V are BF16 (FATTN_BF16_DOT=on: any dO, rounded) */
@@ -331,7 +318,7 @@ fattn_status fattn_sdpa_backward(fattn_context *ctx, const fattn_tensor *q, cons
     const unsigned fpm = fattn__fp_enter();
     bw_ws w;
     bw_layout(&pb, &pl, (char *)ws + (int64_t)tid * per, &w);
-    const int64_t no = pl.rp > pl.bnp ? pl.rp : pl.bnp;
+    const int64_t no = pl.rp > pl.bn ? pl.rp : pl.bn;
     for (int64_t r = 0; r < no; r++)
       w.ones[r] = 1.0f, w.scl[r] = pb.scale;
 #pragma omp for schedule(dynamic, 1)

@@ -88,32 +88,26 @@ typedef struct unit_ws {
   float *oc;             /* one head's output rows in f32 before rounding (half out only) */
 } unit_ws;
 
-static float *carve(char **p, int64_t floats) {
-  float *r = (float *)*p;
-  *p += fattn__ws_piece_bytes(floats);
-  return r;
-}
-
 static unit_ws layout(const fattn__problem *pb, const fattn__plan *plan, char *base) {
   const int64_t rp = plan->rows_pad;
   unit_ws w;
   char *p = base; /* same order as fattn__make_plan's pieces */
-  w.qt = carve(&p, pb->D * rp);
-  w.st = carve(&p, plan->bn * rp);
-  w.ot = carve(&p, pb->Dv * rp);
-  w.m = carve(&p, rp);
-  w.l = carve(&p, rp);
-  w.alpha = carve(&p, rp);
-  w.ones = carve(&p, rp);
+  w.qt = fattn__ws_carve(&p, pb->D * rp);
+  w.st = fattn__ws_carve(&p, plan->bn * rp);
+  w.ot = fattn__ws_carve(&p, pb->Dv * rp);
+  w.m = fattn__ws_carve(&p, rp);
+  w.l = fattn__ws_carve(&p, rp);
+  w.alpha = fattn__ws_carve(&p, rp);
+  w.ones = fattn__ws_carve(&p, rp);
   const int64_t gb = pb->block_table ? plan->bn : 0;
-  w.kp = (const void **)(void *)carve(&p, gb * (int64_t)(sizeof(void *) / sizeof(float)));
-  w.vp = (const void **)(void *)carve(&p, gb * (int64_t)(sizeof(void *) / sizeof(float)));
-  w.ks = carve(&p, gb);
-  w.vs = carve(&p, gb);
-  w.kc = carve(&p, pb->k.dtype != FATTN_F32 ? plan->bn * pb->D : 0);
-  w.vc = carve(&p, pb->v.dtype != FATTN_F32 ? plan->bn * pb->Dv : 0);
-  w.qc = carve(&p, pb->q.dtype != FATTN_F32 ? plan->bm * pb->D : 0);
-  w.oc = carve(&p, pb->out.dtype != FATTN_F32 ? plan->bm * pb->Dv : 0);
+  w.kp = (const void **)(void *)fattn__ws_carve(&p, gb * (int64_t)(sizeof(void *) / sizeof(float)));
+  w.vp = (const void **)(void *)fattn__ws_carve(&p, gb * (int64_t)(sizeof(void *) / sizeof(float)));
+  w.ks = fattn__ws_carve(&p, gb);
+  w.vs = fattn__ws_carve(&p, gb);
+  w.kc = fattn__ws_carve(&p, pb->k.dtype != FATTN_F32 ? plan->bn * pb->D : 0);
+  w.vc = fattn__ws_carve(&p, pb->v.dtype != FATTN_F32 ? plan->bn * pb->Dv : 0);
+  w.qc = fattn__ws_carve(&p, pb->q.dtype != FATTN_F32 ? plan->bm * pb->D : 0);
+  w.oc = fattn__ws_carve(&p, pb->out.dtype != FATTN_F32 ? plan->bm * pb->Dv : 0);
   for (int64_t r = 0; r < rp; r++)
     w.ones[r] = 1.0f;
   return w;
