@@ -17,7 +17,8 @@ import os
 import statistics
 import subprocess
 import sys
-import time
+
+from peers import timeit  # the same repetition rule as the forward's peer timings
 
 SHAPES = {  # B, H, Hkv, L, D, causal (as bench/bench_backward.c)
     "P2": (4, 12, 12, 512, 64, 0),
@@ -64,19 +65,9 @@ def torch_times(shape, dt, threads, min_time):
     def bwd():
         torch.autograd.grad(out, (q, k, v), dout, retain_graph=True)
 
-    def timeit(fn):
-        fn()
-        ts = []
-        end = time.perf_counter() + min_time
-        while len(ts) < 3 or (time.perf_counter() < end and len(ts) < 50):
-            t0 = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t0)
-        return statistics.median(ts) * 1e3
-
     with torch.no_grad():
-        f = timeit(fwd)
-    return f, timeit(bwd)
+        f = timeit(fwd, min_time)
+    return f * 1e3, timeit(bwd, min_time) * 1e3
 
 
 def main():

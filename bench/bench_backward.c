@@ -7,12 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "bench_backward.h"
 #include "fattn.h"
 #include "gbench_shim.h"
-#include "half.h"
 
 typedef struct bw_shape {
   const char *name;
@@ -40,26 +38,6 @@ typedef struct bw_bench {
 static bw_bench g_b[NSH * 2 * 2 * 16];
 static int g_nb;
 
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static void *rnd(int64_t n, unsigned seed, fattn_dtype dt) {
-  char *p = malloc((size_t)n * (dt == FATTN_F32 ? 4 : 2));
-  if (!p) return NULL;
-  for (int64_t i = 0; i < n; i++) {
-    seed = seed * 1664525u + 1013904223u;
-    const float x = (float)(seed >> 8) / (float)(1u << 24) * 2.0f - 1.0f;
-    if (dt == FATTN_F32)
-      ((float *)p)[i] = x;
-    else
-      ((uint16_t *)p)[i] = fattn__f32_to_bf16(x);
-  }
-  return p;
-}
-
 static double fwd_flops(const bw_shape *s) {
   const double pairs =
       s->causal ? (double)s->L * (double)(s->L + 1) / 2 : (double)s->L * (double)s->L;
@@ -70,9 +48,11 @@ static void run(gb_state *st, void *arg) {
   bw_bench *b = arg;
   const bw_shape *s = b->s;
   const int64_t nq = s->B * s->H * s->L * s->D, nk = s->B * s->Hkv * s->L * s->D;
-  void *q = rnd(nq, 1, b->dt), *k = rnd(nk, 2, b->dt), *v = rnd(nk, 3, b->dt);
-  void *o = rnd(nq, 4, b->dt), *dout = rnd(nq, 5, b->dt), *dq = rnd(nq, 6, b->dt);
-  void *dk = rnd(nk, 7, b->dt), *dv = rnd(nk, 8, b->dt);
+  void *q = random_buffer(nq, 1, b->dt), *k = random_buffer(nk, 2, b->dt),
+       *v = random_buffer(nk, 3, b->dt);
+  void *o = random_buffer(nq, 4, b->dt), *dout = random_buffer(nq, 5, b->dt),
+       *dq = random_buffer(nq, 6, b->dt);
+  void *dk = random_buffer(nk, 7, b->dt), *dv = random_buffer(nk, 8, b->dt);
   float *lse = malloc((size_t)(s->B * s->H * s->L) * sizeof(float));
   fattn_context *ctx = NULL;
   fattn_context_options opt;
@@ -103,7 +83,7 @@ static void run(gb_state *st, void *arg) {
     goto done;
   }
   int64_t iters = 0;
-  const double t0 = now();
+  const double t0 = bench_now();
   while (gb_keep_running(st)) {
     if (b->backward)
       fattn_sdpa_backward(ctx, &tq, &tk, &tv, &to, &tdo, &tl, &tdq, &tdk, &tdv, &p);
@@ -111,7 +91,7 @@ static void run(gb_state *st, void *arg) {
       fattn_sdpa(ctx, &tq, &tk, &tv, &to, &p);
     iters++;
   }
-  const double secs = now() - t0;
+  const double secs = bench_now() - t0;
   if (iters > 0 && secs > 0) {
     const double ms = 1e3 * secs / (double)iters;
     const double fl = fwd_flops(s) * (b->backward ? 2.5 : 1.0);

@@ -2,6 +2,10 @@
 #ifndef FATTN_BENCH_BACKWARD_H
 #define FATTN_BENCH_BACKWARD_H
 
+#include <stdint.h>
+
+#include "fattn.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -11,6 +15,11 @@ extern "C" {
 void register_backward(const int *threads, int nthreads, const char *dtypes);
 /* Prints backward / forward per shape, dtype and thread count. */
 void print_backward_summary(void);
+
+/* From bench_sdpa.c: a monotonic clock in seconds, and n random values in
+ * [-1, 1) of dtype dt (malloc'ed; NULL when out of memory). */
+double bench_now(void);
+void *random_buffer(int64_t n, unsigned seed, fattn_dtype dt);
 
 #ifdef __cplusplus
 }

@@ -103,7 +103,7 @@ static const char *dt_name(fattn_dtype t) {
   return t == FATTN_F32 ? "f32" : t == FATTN_BF16 ? "bf16" : "f16";
 }
 
-static double bench_now(void) {
+double bench_now(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
   return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
@@ -126,7 +126,7 @@ static double bytes_moved(const shape *s) {
 }
 
 /* n random values in [-1, 1) of dtype dt. */
-static void *random_buffer(int64_t n, unsigned seed, fattn_dtype dt) {
+void *random_buffer(int64_t n, unsigned seed, fattn_dtype dt) {
   char *p = malloc((size_t)n * (size_t)esize(dt));
   if (!p) return NULL;
   for (int64_t i = 0; i < n; i++) {
