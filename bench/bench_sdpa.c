@@ -98,6 +98,19 @@ static int bf16_dot_used(fattn_backend be, const shape *s, double dot_peak) {
          strstr(in.notes, "bf16 dot: on for bf16 q") != NULL;
 }
 
+/* Whether fattn runs this benchmark's Q·Kᵀ and P·V on a matrix engine (the
+ * rule of lib/core/api.c and plan.c: the context's tile engine, all-BF16 q,
+ * K and V, or any F32 / F16 / BF16 under FATTN_TILES=bf16; not decode, whose
+ * units of G·Lq <= 4 rows stay on the row kernels). Its pct_peak then divides
+ * by the engine's probe (peak/amx). */
+static int tiles_used(fattn_backend be, const shape *s) {
+  if (be == FATTN_BACKEND_ONEDNN || be == FATTN_BACKEND_REFERENCE) return 0;
+  fattn_runtime_info in;
+  if (fattn_get_runtime_info(NULL, &in) != FATTN_SUCCESS || !in.tile_engine[0]) return 0;
+  const int bf16 = g_dt[0] == FATTN_BF16 && g_dt[1] == FATTN_BF16;
+  return (bf16 || in.tiles == FATTN_TILES_BF16) && (s->H / s->Hkv) * s->Lq > 4;
+}
+
 static double esize(fattn_dtype t) { return t == FATTN_F32 ? 4.0 : 2.0; }
 static const char *dt_name(fattn_dtype t) {
   return t == FATTN_F32 ? "f32" : t == FATTN_BF16 ? "bf16" : "f16";
@@ -403,6 +416,11 @@ int main(int argc, char **argv) {
   gb_context("pinning", info.notes);
   gb_context("binding", info.binding);
   gb_context("onednn", info.has_onednn ? info.onednn_version : "not built");
+  {
+    const char *tn = strstr(info.notes, "tiles: ");
+    snprintf(buf, sizeof buf, "%s", tn ? tn + 7 : "none");
+    gb_context("tiles", buf);
+  }
   if (info.physical_cores > 1)
     snprintf(buf, sizeof buf, "1 and %d (all physical cores)", info.physical_cores);
   else
@@ -492,12 +510,14 @@ int main(int argc, char **argv) {
                                            : peaks[1][ti];
         if (bf16_dot_used(be, &shapes[si], peaks[2][ti])) /* harmonic: D = Dv */
           b->peak = 2.0 / (1.0 / peaks[0][ti] + 1.0 / peaks[2][ti]);
+        const int tl = tiles_used(be, &shapes[si]);
+        if (tl && peaks[3][ti] > 0) b->peak = peaks[3][ti];
         char dts[40] = "";
         if (g_dt[0] != FATTN_F32 || g_dt[1] != FATTN_F32 || g_dt[2] != FATTN_F32)
           snprintf(dts, sizeof dts, "/dt:%s-%s-%s", dt_name(g_dt[0]), dt_name(g_dt[1]),
                    dt_name(g_dt[2]));
-        const int w = snprintf(b->name, sizeof b->name, "sdpa/%s/%s%s/threads:%d", bn,
-                               shapes[si].name, dts, threads[ti]);
+        const int w = snprintf(b->name, sizeof b->name, "sdpa/%s%s/%s%s/threads:%d", bn,
+                               tl ? "+tiles" : "", shapes[si].name, dts, threads[ti]);
         if (w < 0 || w >= (int)sizeof b->name) continue;
         gb_register(b->name, run_sdpa, b);
       }

@@ -9,6 +9,12 @@
  *   bf16 q · bf16 K, off K and q converted to f32, FMA
  *   bf16 q · bf16 K, auto  exact BF16 products, vdpbf16ps (the default)
  *
+ * and, where the default context has a tile engine (AMX; or the portable
+ * model under FATTN_TILE_ENGINE=model, slow), the tile family's (all other
+ * modes run with tiles off):
+ *   bf16 q, K, V, tiles off / auto   P rounded to bf16 on the tiles
+ *   f32 q, K, V, tiles bf16          q, K, V and P rounded to bf16 (opt-in)
+ *
  * Inputs: q, k, v normal(0, 1); q scaled by `spread` so the logits' standard
  * deviation is about `spread` (1: flat softmax; 8: peaked). The errors of the
  * K rounding itself are not counted: the reference reads the same BF16 K.
@@ -169,31 +175,47 @@ int main(int argc, char **argv) {
   const int64_t nq = B * H * L * D;
   kv_formats(B, H, L, D);
   float *qf = malloc((size_t)nq * 4), *kf = malloc((size_t)nq * 4), *vf = malloc((size_t)nq * 4);
-  uint16_t *qh = malloc((size_t)nq * 2), *kh = malloc((size_t)nq * 2);
+  uint16_t *qh = malloc((size_t)nq * 2), *kh = malloc((size_t)nq * 2), *vh = malloc((size_t)nq * 2);
   float *out = malloc((size_t)nq * 4), *ref = malloc((size_t)nq * 4);
   static const double spreads[] = {1, 4, 8};
   static const struct {
     const char *name, *env;
-    fattn_dtype dq, dk;
-  } modes[] = {{"f32 q, f32 K", "off", FATTN_F32, FATTN_F32},
-               {"f32 q, bf16 K, off (FMA)", "off", FATTN_F32, FATTN_BF16},
-               {"f32 q, bf16 K, on (q rounded, vdpbf16ps)", "on", FATTN_F32, FATTN_BF16},
-               {"bf16 q, bf16 K, off (FMA)", "off", FATTN_BF16, FATTN_BF16},
-               {"bf16 q, bf16 K, auto (vdpbf16ps)", "auto", FATTN_BF16, FATTN_BF16}};
-  printf("B=%lld H=%lld Lq=Lk=%lld D=%lld, avx512 table; error of out / RMS(out)\n", (long long)B,
-         (long long)H, (long long)L, (long long)D);
+    fattn_dtype dq, dk, dv;
+    fattn_tile_policy tiles;
+  } modes[] = {
+      {"f32 q, f32 K", "off", FATTN_F32, FATTN_F32, FATTN_F32, FATTN_TILES_OFF},
+      {"f32 q, bf16 K, off (FMA)", "off", FATTN_F32, FATTN_BF16, FATTN_F32, FATTN_TILES_OFF},
+      {"f32 q, bf16 K, on (q rounded, vdpbf16ps)", "on", FATTN_F32, FATTN_BF16, FATTN_F32,
+       FATTN_TILES_OFF},
+      {"bf16 q, bf16 K, off (FMA)", "off", FATTN_BF16, FATTN_BF16, FATTN_F32, FATTN_TILES_OFF},
+      {"bf16 q, bf16 K, auto (vdpbf16ps)", "auto", FATTN_BF16, FATTN_BF16, FATTN_F32,
+       FATTN_TILES_OFF},
+      {"bf16 q, K, V, tiles off (vector)", "auto", FATTN_BF16, FATTN_BF16, FATTN_BF16,
+       FATTN_TILES_OFF},
+      {"bf16 q, K, V, tiles auto (P in bf16)", "auto", FATTN_BF16, FATTN_BF16, FATTN_BF16,
+       FATTN_TILES_AUTO},
+      {"f32 q, K, V, tiles bf16 (all rounded)", "auto", FATTN_F32, FATTN_F32, FATTN_F32,
+       FATTN_TILES_BF16}};
+  fattn_runtime_info info;
+  const int tiles = fattn_get_runtime_info(NULL, &info) == FATTN_SUCCESS && info.tile_engine[0];
+  printf("B=%lld H=%lld Lq=Lk=%lld D=%lld, avx512 table; error of out / RMS(out); tile engine: "
+         "%s\n",
+         (long long)B, (long long)H, (long long)L, (long long)D,
+         tiles ? info.tile_engine : "none (tile modes skipped)");
   printf("%-44s %7s %12s %12s\n", "mode", "spread", "max", "rms");
   for (size_t si = 0; si < sizeof spreads / sizeof spreads[0]; si++) {
     /* scores = q·k / sqrt(D): std(q) = spread gives logits of std ~ spread */
     for (int64_t i = 0; i < nq; i++) {
       qf[i] = (float)(spreads[si] * gauss()), kf[i] = (float)gauss(), vf[i] = (float)gauss();
-      qh[i] = to_bf16(qf[i]), kh[i] = to_bf16(kf[i]);
+      qh[i] = to_bf16(qf[i]), kh[i] = to_bf16(kf[i]), vh[i] = to_bf16(vf[i]);
     }
     for (size_t mi = 0; mi < sizeof modes / sizeof modes[0]; mi++) {
+      if (modes[mi].tiles != FATTN_TILES_OFF && !tiles) continue;
       setenv("FATTN_BF16_DOT", modes[mi].env, 1);
       fattn_context_options o;
       fattn_context_options_init(&o);
       o.isa_cap = FATTN_BACKEND_AVX512;
+      o.tiles = modes[mi].tiles;
       fattn_context *ctx;
       if (fattn_context_create(&o, &ctx) != FATTN_SUCCESS) {
         fprintf(stderr, "fattn: %s\n", fattn_last_error());
@@ -203,7 +225,8 @@ int main(int argc, char **argv) {
       void *kd = modes[mi].dk == FATTN_F32 ? (void *)kf : kh;
       fattn_tensor q = fattn_tensor_contiguous(qd, modes[mi].dq, B, H, L, D);
       fattn_tensor k = fattn_tensor_contiguous(kd, modes[mi].dk, B, H, L, D);
-      fattn_tensor v = fattn_tensor_contiguous(vf, FATTN_F32, B, H, L, D);
+      fattn_tensor v = fattn_tensor_contiguous(modes[mi].dv == FATTN_F32 ? (void *)vf : vh,
+                                               modes[mi].dv, B, H, L, D);
       fattn_tensor o1 = fattn_tensor_contiguous(out, FATTN_F32, B, H, L, D);
       fattn_tensor o2 = fattn_tensor_contiguous(ref, FATTN_F32, B, H, L, D);
       fattn_sdpa_params p;
@@ -221,6 +244,6 @@ int main(int argc, char **argv) {
       fattn_context_destroy(ctx);
     }
   }
-  free(qf), free(kf), free(vf), free(qh), free(kh), free(out), free(ref);
+  free(qf), free(kf), free(vf), free(qh), free(kh), free(vh), free(out), free(ref);
   return 0;
 }

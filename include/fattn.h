@@ -17,7 +17,7 @@ extern "C" {
 #endif
 
 #define FATTN_VERSION_MAJOR 0
-#define FATTN_VERSION_MINOR 5
+#define FATTN_VERSION_MINOR 6
 #define FATTN_VERSION_PATCH 0
 
 #if defined(_WIN32) && defined(FATTN_SHARED_BUILD)
@@ -211,16 +211,31 @@ typedef enum fattn_pin_policy {
   FATTN_PIN_NUMA     /* threads spread round-robin over NUMA nodes, one per core */
 } fattn_pin_policy;
 
+/* Which calls run on the CPU's matrix engine (Intel AMX: Q·Kᵀ and P·V on bf16
+ * tiles with f32 accumulation, P rounded to bf16 once), where the CPU has one
+ * and the OS grants it; on a CPU without one this changes nothing.
+ * Decode (a unit of a few rows), paged and I8 / F8 caches stay on the vector
+ * tables. The bits of a result depend only on the CPU's features and this
+ * choice, never on timing or the thread count. */
+typedef enum fattn_tile_policy {
+  FATTN_TILES_DEFAULT, /* the FATTN_TILES env var (auto|off|bf16), else AUTO */
+  FATTN_TILES_AUTO,    /* BF16 q with BF16 K and V: exact inputs, f32 sums */
+  FATTN_TILES_OFF,     /* never */
+  FATTN_TILES_BF16     /* also F32 / F16 q, K and V, each rounded to BF16 once
+                          (opt-in: bf16 accuracy, about 2^-9 relative per input) */
+} fattn_tile_policy;
+
 /* Context options. Initialise with fattn_context_options_init, then set fields. */
 typedef struct fattn_context_options {
-  int num_threads;       /* 0 -> FATTN_NUM_THREADS, else the OpenMP default */
-  fattn_backend isa_cap; /* AUTO -> the FATTN_ISA env var, else the best table. Else
-                            the fused table AUTO uses: SCALAR, AVX2, AVX512 or NEON;
-                            one this build or CPU lacks fails with UNSUPPORTED */
-  fattn_pin_policy pin;  /* thread pinning; see fattn_pin_policy */
-  int64_t block_keys;    /* 0 -> from the cache sizes; else keys per block (rounded up to
-                            the kernel's NR). A tuning knob; results stay within tolerance */
-  int64_t block_queries; /* 0 -> from the cache sizes; else query positions per work unit */
+  int num_threads;         /* 0 -> FATTN_NUM_THREADS, else the OpenMP default */
+  fattn_backend isa_cap;   /* AUTO -> the FATTN_ISA env var, else the best table. Else
+                              the fused table AUTO uses: SCALAR, AVX2, AVX512 or NEON;
+                              one this build or CPU lacks fails with UNSUPPORTED */
+  fattn_pin_policy pin;    /* thread pinning; see fattn_pin_policy */
+  int64_t block_keys;      /* 0 -> from the cache sizes; else keys per block (rounded up to
+                              the kernel's NR). A tuning knob; results stay within tolerance */
+  int64_t block_queries;   /* 0 -> from the cache sizes; else query positions per work unit */
+  fattn_tile_policy tiles; /* the matrix engine; see fattn_tile_policy (0.6) */
 } fattn_context_options;
 
 FATTN_API void fattn_context_options_init(fattn_context_options *o);
@@ -426,6 +441,11 @@ typedef struct fattn_runtime_info {
   int has_openmp, has_hwloc, has_onednn; /* compiled in */
   char onednn_version[32];               /* "2.6.3" when the oneDNN baseline is built */
   char notes[256];                       /* e.g. why threads are not pinned */
+  /* The matrix engine this context's eligible calls run on (0.6): "amx",
+   * "model" (FATTN_TILE_ENGINE=model: the portable C model of the tile
+   * operations, slow, for tests on CPUs without one) or "" (none: see notes) */
+  char tile_engine[16];
+  fattn_tile_policy tiles; /* the policy applied: AUTO, OFF or BF16 */
 } fattn_runtime_info;
 
 FATTN_API fattn_status fattn_get_runtime_info(fattn_context *ctx /* NULL = default */,

@@ -186,15 +186,39 @@ static void FT_FN(qk)(int64_t m, int64_t n, int64_t d, const uint16_t *qa, int64
  * outside m × n (lda >= ceil32(n)). */
 static void FT_FN(pack_p)(int64_t m, int64_t n, const float *p, int64_t lds, uint16_t *pa,
                           int64_t lda) {
-  FT_FN(pack_a)(m, n, p, lds, FATTN_F32, pa, lda);
+  const int64_t mp = ft_up(m, FT_ROWS), np = ft_up(n, FT_K);
+  for (int64_t r = 0; r < mp; r++) {
+    uint16_t *row = pa + r * lda;
+    int64_t j = 0;
+    if (r < m) { /* fattn__f32_to_bf16 without its branch, so the loop vectorises */
+      const float *pr = p + r * lds;
+      for (; j < n; j++) {
+        uint32_t u;
+        memcpy(&u, pr + j, 4);
+        const uint32_t rne = (u + 0x7fffu + ((u >> 16) & 1)) >> 16, qnan = (u >> 16) | 0x40;
+        row[j] = (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? qnan : rne);
+      }
+    }
+    for (; j < np; j++)
+      row[j] = 0;
+  }
 }
 
-/* o[r·ldo + c] += Σ_j P[r][j]·V[j][c] for r < ceil16(m), c < ceil16(dv): pa
- * from pack_p (lda), vb from pack_v of the same n keys. */
+/* o[r·ldo + c] = alpha[r]·o[r·ldo + c] + Σ_j P[r][j]·V[j][c] for r < ceil16(m),
+ * c < ceil16(dv), with the rescale on r < m, c < dv only and none when alpha
+ * is NULL (the online softmax's correction, done here while the rows are about
+ * to be loaded): pa from pack_p (lda), vb from pack_v of the same n keys. */
 static void FT_FN(pv)(int64_t m, int64_t n, int64_t dv, const uint16_t *pa, int64_t lda,
-                      const uint16_t *vb, float *o, int64_t ldo) {
+                      const uint16_t *vb, const float *alpha, float *o, int64_t ldo) {
   const int64_t mt = ft_up(m, FT_ROWS) / FT_ROWS, ht = ft_up(dv, FT_COLS) / FT_COLS;
   const int64_t np = ft_up(n, FT_K), hstride = np / 2 * 2 * FT_COLS; /* one column group */
+  for (int64_t r = 0; alpha && r < m; r++) {
+    const float a = alpha[r];
+    if (a == 1.0f) continue;
+    float *orow = o + r * ldo;
+    for (int64_t c = 0; c < dv; c++)
+      orow[c] *= a;
+  }
   FT_CONFIG();
   for (int64_t i = 0; i < mt; i += 2)
     tile_rows(mt - i >= 2 ? 2 : 1, ht, 1, np / FT_K, pa + i * FT_ROWS * lda, lda, vb, hstride,

@@ -171,6 +171,12 @@ int fattn__amx_permit(const char **why);
 /* The tile kernels this build and process may use (the AMX table), or NULL
  * with *why. */
 const fattn__tile_table *fattn__tile_for(const char **why);
+/* The matrix-engine policy of a context (the option, else FATTN_TILES) and
+ * its engine: the AMX table where this process may use it, the portable model
+ * under FATTN_TILE_ENGINE=model, else NULL with *why. INVALID_ARGUMENT for a
+ * bad option or env value. */
+fattn_status fattn__tiles_resolve(fattn_tile_policy asked, fattn_tile_policy *policy,
+                                  const fattn__tile_table **engine, const char **why);
 /* Space-separated feature names for runtime info. */
 void fattn__cpu_feature_string(unsigned f, char *buf, size_t n);
 
@@ -259,6 +265,14 @@ typedef struct fattn__plan {
   int nthreads;
   fattn_pin_policy pin;                  /* NONE, CORES or NUMA: set by the caller of the driver */
   const fattn__bf16_dot_table *bf16_dot; /* Q·Kᵀ of row-vector units; NULL: the table's qk */
+  /* The tile family (driver.c, run_unit_tile): units of more than the table's
+   * small_rows rows run Q·Kᵀ and P·V on it; NULL: none. K and V are packed
+   * once per (sequence, kv head, key block of bn) into the shared area after
+   * the per-thread pieces (pack_bytes), blocks aligned at multiples of bn,
+   * each kb_elems + vb_elems bf16, nkb blocks per (sequence, kv head); then a
+   * byte per block: whether its V holds a NaN or an infinity. */
+  const fattn__tile_table *tile;
+  int64_t nkb, kb_elems, vb_elems, pack_bytes;
 } fattn__plan;
 
 /* Bytes one workspace piece of `floats` floats takes: every piece starts on a
@@ -278,10 +292,15 @@ static inline float *fattn__ws_carve(char **p, int64_t floats) {
 void fattn__seq_work(const fattn__problem *pb, int64_t bm, int64_t chunk, int64_t b, int64_t *nqb,
                      int64_t *nc, int64_t *span);
 
-/* block_keys / block_queries: 0 = derive from the caches (see plan.c). */
-fattn_status fattn__make_plan(const fattn__problem *pb, const fattn__kernel_table *t, int nthreads,
-                              int64_t block_keys, int64_t block_queries,
-                              const fattn__topology *topo, fattn__plan *plan);
+/* Whether a unit of `rows` rows runs on table t's row-major (decode) kernels. */
+int fattn__unit_small(const fattn__problem *pb, const fattn__kernel_table *t, int64_t rows);
+/* block_keys / block_queries: 0 = derive from the caches (see plan.c). `tile`:
+ * the tile engine the call may use (NULL: none); the plan keeps it only where
+ * some unit is too big for the row-major kernels. */
+fattn_status fattn__make_plan(const fattn__problem *pb, const fattn__kernel_table *t,
+                              const fattn__tile_table *tile, int nthreads, int64_t block_keys,
+                              int64_t block_queries, const fattn__topology *topo,
+                              fattn__plan *plan);
 
 /* ---- context ------------------------------------------------------------------- */
 
@@ -303,6 +322,9 @@ struct fattn_context {
   int64_t block_keys, block_queries;
   const fattn__kernel_table *table; /* what AUTO uses */
   fattn__bf16_dot_mode bf16_dot;    /* FATTN_BF16_DOT */
+  fattn_tile_policy tiles;          /* AUTO, OFF or BF16 (option, else FATTN_TILES) */
+  const fattn__tile_table *tile;    /* the engine eligible calls run on; NULL: none */
+  const char *tile_why;             /* why `tile` is what it is (static text) */
   pthread_mutex_t lock;             /* guards the workspace pool */
   fattn__workspace ws[FATTN__MAX_WORKSPACES];
   int nws;

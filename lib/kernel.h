@@ -74,7 +74,8 @@ typedef struct fattn__kernel_table {
   /* S[r][j] = Σ_p Q[r][p] · K[j][p]. */
   void (*qk_rows)(int64_t m, int64_t n, int64_t d, const float *q, const float *k, int64_t ldk,
                   float *s, int64_t lds);
-  /* The online-softmax step of `softmax`, on row-major S. */
+  /* The online-softmax step of `softmax`, on row-major S. Every table has
+   * it, for any m: the tile family's units run their softmax on it. */
   void (*softmax_rows)(int64_t m, int64_t n, float *s, int64_t lds, float *mrow, float *lrow,
                        float *alpha);
   /* O[r][c] = alpha[r] · O[r][c] + Σ_j P[r][j] · V[j][c]. */
@@ -181,9 +182,10 @@ typedef struct fattn__tile_table {
              float scale, float *s, int64_t lds);
   /* pa = bf16(P), P f32 row-major m × n (lds) */
   void (*pack_p)(int64_t m, int64_t n, const float *p, int64_t lds, uint16_t *pa, int64_t lda);
-  /* o[r·ldo + c] += Σ_j P[r][j]·V[j][c] */
+  /* o[r·ldo + c] = alpha[r]·o[r·ldo + c] + Σ_j P[r][j]·V[j][c] (alpha on rows
+   * r < m; NULL: no rescale) */
   void (*pv)(int64_t m, int64_t n, int64_t dv, const uint16_t *pa, int64_t lda, const uint16_t *vb,
-             float *o, int64_t ldo);
+             const float *alpha, float *o, int64_t ldo);
   void (*release)(void);
 } fattn__tile_table;
 

@@ -302,7 +302,19 @@ static int64_t row_limit(const tcase *c, const problem *p, int64_t b, int64_t i)
 }
 
 /* Compares `out`/`lse` from backend `be` with the reference's. */
-static int compare(const tcase *c, const problem *p, fattn_backend be, const buf *out,
+int tiles_for_call(fattn_context *ctx, fattn_backend be, fattn_dtype q, fattn_dtype kv) {
+  if (be == FATTN_BACKEND_REFERENCE || be == FATTN_BACKEND_ONEDNN) return 0;
+  const int plain = (q == FATTN_F32 || q == FATTN_F16 || q == FATTN_BF16) &&
+                    (kv == FATTN_F32 || kv == FATTN_F16 || kv == FATTN_BF16);
+  fattn_runtime_info info;
+  if (!plain || fattn_get_runtime_info(ctx, &info) != FATTN_SUCCESS || !info.tile_engine[0])
+    return 0;
+  const int all_bf16 = q == FATTN_BF16 && kv == FATTN_BF16;
+  if (info.tiles == FATTN_TILES_BF16) return all_bf16 ? 1 : 2;
+  return info.tiles == FATTN_TILES_AUTO && all_bf16;
+}
+
+static int compare(const tcase *c, const problem *p, fattn_backend be, int tiles, const buf *out,
                    const buf *lse, const buf *rout, const buf *rlse, double *worst) {
   const double u = FLT_EPSILON;
   char desc[512];
@@ -351,7 +363,11 @@ static int compare(const tcase *c, const problem *p, fattn_backend be, const buf
         /* FATTN_BF16_DOT=on: an F32 / F16 q meeting BF16 K is rounded to BF16
          * (unit roundoff 2^-8) for the dot-product instruction */
         if (bf16_dot_on && c->dkv == FATTN_BF16 && c->dq != FATTN_BF16) delta += 0x1p-8 * dotmax;
-        const double tol = vmax * (2.5 * delta + (4.0 * (double)n + 16) * u);
+        /* tiles: P rounded to BF16 (2^-9 relative, each weight); F32 / F16 q,
+         * K and V rounded to BF16 too under FATTN_TILES_BF16 */
+        if (tiles == 2) delta += 0x1p-7 * dotmax;
+        const double tol = vmax * (2.5 * delta + (4.0 * (double)n + 16) * u +
+                                   (tiles ? 0x1p-8 : 0.0) + (tiles == 2 ? 0x1p-8 : 0.0));
         for (int64_t d = 0; d < c->Dv; d++) {
           const double o = fget(out, b, h, i, d), r = fget(rout, b, h, i, d);
           ref_max = fmax(ref_max, fabs(r));
@@ -417,7 +433,8 @@ int tcase_check(const tcase *c, fattn_backend be, fattn_context *const *ctxs, in
     } else if (st != FATTN_SUCCESS) {
       fprintf(stderr, "FAIL [%s] %s: %s\n", fattn_backend_name(be), desc, fattn_last_error());
       rc = 1;
-    } else if ((rc = compare(c, &p, be, &out, &lse, &rout, &rlse, &w)) != 0) {
+    } else if ((rc = compare(c, &p, be, tiles_for_call(ctxs[x], be, c->dq, c->dkv), &out, &lse,
+                             &rout, &rlse, &w)) != 0) {
       fprintf(stderr, "  (with context #%d of this run)\n", x);
     }
     buf_free(&out);

@@ -49,6 +49,12 @@ int tcase_check(const tcase *c, fattn_backend backend, fattn_context *const *ctx
 /* The fused backends this build and CPU can run, plus ONEDNN when available;
  * returns how many were written to `out` (at most 8). */
 int available_backends(fattn_backend *out);
+/* Whether a call on ctx with backend be and these q and K / V dtypes runs on
+ * the context's tile engine (fattn_runtime_info's tile_engine and tiles, the
+ * library's rule by dtype): 0 no, 1 with exact BF16 inputs, 2 with F32 / F16
+ * ones rounded to BF16 (FATTN_TILES_BF16). Decode-sized calls stay on the
+ * vector tables; counting them too only loosens their bound. */
+int tiles_for_call(fattn_context *ctx, fattn_backend be, fattn_dtype q, fattn_dtype kv);
 
 /* Deterministic generator. */
 uint64_t rng_next(uint64_t *s);

@@ -120,6 +120,105 @@ static int test_bf16_dot_rule(void) {
   return checks;
 }
 
+/* out of one problem (q, K, V of type dt; Lq query rows, 2 heads, 100 keys,
+ * head_dim 40) on a context with tiles = policy, created under
+ * FATTN_TILE_ENGINE=engine (NULL: unset); the context's runtime info in *in */
+static void run_tiles(fattn_tile_policy policy, const char *engine, fattn_dtype dt, int64_t lq,
+                      float *out, fattn_runtime_info *in) {
+  enum { H = 2, L = 100, D = 40 };
+  static float f[3][H * L * D];
+  static uint16_t h[3][H * L * D];
+  uint64_t s = 11;
+  for (int t = 0; t < 3; t++)
+    for (int i = 0; i < H * L * D; i++) {
+      f[t][i] = (float)(2 * rng_uniform(&s) - 1);
+      h[t][i] = (uint16_t)(rng_next(&s) & 0xbf7f); /* finite bf16 of magnitude < 2 */
+    }
+  if (engine) setenv("FATTN_TILE_ENGINE", engine, 1);
+  fattn_context_options o;
+  fattn_context_options_init(&o);
+  o.tiles = policy;
+  fattn_context *ctx = NULL;
+  EXPECT(fattn_context_create(&o, &ctx) == FATTN_SUCCESS, "tiles %d: %s", (int)policy,
+         fattn_last_error());
+  unsetenv("FATTN_TILE_ENGINE");
+  if (!ctx) return;
+  EXPECT(fattn_get_runtime_info(ctx, in) == FATTN_SUCCESS, "%s", fattn_last_error());
+  void *b[3];
+  for (int t = 0; t < 3; t++)
+    b[t] = dt == FATTN_F32 ? (void *)f[t] : (void *)h[t];
+  fattn_tensor tq = fattn_tensor_contiguous(b[0], dt, 1, H, lq, D);
+  fattn_tensor tk = fattn_tensor_contiguous(b[1], dt, 1, H, L, D);
+  fattn_tensor tv = fattn_tensor_contiguous(b[2], dt, 1, H, L, D);
+  fattn_tensor to = fattn_tensor_contiguous(out, FATTN_F32, 1, H, lq, D);
+  fattn_sdpa_params p;
+  fattn_sdpa_params_init(&p);
+  EXPECT(fattn_sdpa(ctx, &tq, &tk, &tv, &to, &p) == FATTN_SUCCESS, "sdpa: %s", fattn_last_error());
+  fattn_context_destroy(ctx);
+}
+
+/* The tile policy (fattn_context_options.tiles, FATTN_TILES) and the engine
+ * (FATTN_TILE_ENGINE): bad values fail context creation; on the portable model
+ * the tiles are taken exactly when the rule says (all-bf16 under AUTO, any
+ * F32 / F16 / BF16 under BF16, never under OFF, never for decode-sized
+ * units), seen as a change of the result's bits (P rounded to bf16), and the
+ * option overrides the env var. */
+static int test_tile_rule(void) {
+  int checks = 0;
+  fattn_context *ctx = NULL;
+  setenv("FATTN_TILES", "sideways", 1);
+  EXPECT(fattn_context_create(NULL, &ctx) == FATTN_ERROR_INVALID_ARGUMENT, "FATTN_TILES=sideways");
+  printf("FATTN_TILES=sideways -> %s\n", fattn_last_error());
+  unsetenv("FATTN_TILES");
+  setenv("FATTN_TILE_ENGINE", "gpu", 1);
+  EXPECT(fattn_context_create(NULL, &ctx) == FATTN_ERROR_INVALID_ARGUMENT, "FATTN_TILE_ENGINE=gpu");
+  printf("FATTN_TILE_ENGINE=gpu -> %s\n", fattn_last_error());
+  unsetenv("FATTN_TILE_ENGINE");
+  fattn_context_options o;
+  fattn_context_options_init(&o);
+  o.tiles = (fattn_tile_policy)9;
+  EXPECT(fattn_context_create(&o, &ctx) == FATTN_ERROR_INVALID_ARGUMENT, "tiles = 9");
+  checks += 3;
+
+  enum { N = 2 * 100 * 40 };
+  static float o_off[N], o_on[N], o_x[N];
+  fattn_runtime_info in;
+  /* this CPU's own engine, if any, is named; without one the notes say why
+   * where the CPU has AMX at all */
+  run_tiles(FATTN_TILES_AUTO, NULL, FATTN_BF16, 100, o_x, &in);
+  printf("tiles here: engine '%s' (%s)\n", in.tile_engine, in.notes);
+  EXPECT(in.tiles == FATTN_TILES_AUTO, "policy AUTO reported as %d", (int)in.tiles);
+  /* on the model */
+  run_tiles(FATTN_TILES_OFF, "model", FATTN_BF16, 100, o_off, &in);
+  EXPECT(!in.tile_engine[0] && in.tiles == FATTN_TILES_OFF, "OFF: engine '%s'", in.tile_engine);
+  run_tiles(FATTN_TILES_AUTO, "model", FATTN_BF16, 100, o_on, &in);
+  EXPECT(!strcmp(in.tile_engine, "model") && strstr(in.notes, "tiles: "),
+         "model: engine '%s', notes %s", in.tile_engine, in.notes);
+  EXPECT(memcmp(o_off, o_on, sizeof o_on) != 0, "all-bf16 under AUTO: the bits of OFF");
+  run_tiles(FATTN_TILES_OFF, "model", FATTN_F32, 100, o_off, &in);
+  run_tiles(FATTN_TILES_AUTO, "model", FATTN_F32, 100, o_x, &in);
+  EXPECT(memcmp(o_off, o_x, sizeof o_x) == 0, "f32 under AUTO: not the bits of OFF");
+  run_tiles(FATTN_TILES_BF16, "model", FATTN_F32, 100, o_x, &in);
+  EXPECT(in.tiles == FATTN_TILES_BF16 && memcmp(o_off, o_x, sizeof o_x) != 0,
+         "f32 under BF16: the bits of OFF");
+  /* decode (one query row per head, no GQA): the row kernels, whatever the policy */
+  run_tiles(FATTN_TILES_OFF, "model", FATTN_BF16, 1, o_off, &in);
+  run_tiles(FATTN_TILES_BF16, "model", FATTN_BF16, 1, o_x, &in);
+  EXPECT(memcmp(o_off, o_x, 2 * 40 * sizeof(float)) == 0, "decode went to the tiles");
+  /* the option over the env var */
+  setenv("FATTN_TILES", "off", 1);
+  run_tiles(FATTN_TILES_DEFAULT, "model", FATTN_BF16, 100, o_x, &in);
+  EXPECT(in.tiles == FATTN_TILES_OFF && !in.tile_engine[0], "FATTN_TILES=off not applied");
+  run_tiles(FATTN_TILES_AUTO, "model", FATTN_BF16, 100, o_x, &in);
+  EXPECT(in.tiles == FATTN_TILES_AUTO && memcmp(o_on, o_x, sizeof o_x) == 0,
+         "option AUTO under FATTN_TILES=off: not the bits of AUTO");
+  unsetenv("FATTN_TILES");
+  checks += 9;
+  printf("tile rule: all-bf16 on tiles under auto, f32 only under bf16, decode never, the "
+         "option over FATTN_TILES\n");
+  return checks;
+}
+
 int main(void) {
   static const fattn_backend isas[] = {FATTN_BACKEND_SCALAR, FATTN_BACKEND_AVX2,
                                        FATTN_BACKEND_AVX512, FATTN_BACKEND_NEON};
@@ -194,6 +293,7 @@ int main(void) {
   unsetenv("FATTN_ISA");
   checks++;
   checks += test_bf16_dot_rule();
+  checks += test_tile_rule();
   printf("%d passed, %d failed\n", checks - g_failures, g_failures);
   return g_failures != 0;
 }

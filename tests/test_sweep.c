@@ -1,6 +1,9 @@
 /* The sweep: one backend against the reference over every tile edge and every
- * feature. Usage: test_sweep BACKEND [quick] [part=K/N]. Exits 77 (skipped)
- * when the backend is not available in this build or on this CPU.
+ * feature. Usage: test_sweep BACKEND [quick] [part=K/N] [tiles]. Exits 77
+ * (skipped) when the backend is not available in this build or on this CPU,
+ * and with `tiles` when the default context has no tile engine (the AMX
+ * tables, or the portable model under FATTN_TILE_ENGINE=model), so that a
+ * sweep meant for the tile family never passes without running it.
  *
  * quick caps the lengths at 200 and samples fewer feature and dtype cases;
  * part=K/N (0 <= K < N <= 64) runs only the cases dealt to part K, so N runs
@@ -52,9 +55,9 @@ static void run(const tcase *c0, fattn_backend be) {
     long least = 0;
     for (long i = 1; i < part_n; i++)
       if (part_work[i] < part_work[least]) least = i;
-    part_work[least] += (double)c0->B * (double)c0->H * (double)c0->Lq * (double)c0->Lk *
-                            (double)(c0->D + c0->Dv) +
-                        1e5;
+    part_work[least] +=
+        (double)c0->B * (double)c0->H * (double)c0->Lq * (double)c0->Lk * (double)(c0->D + c0->Dv) +
+        1e5;
     if (least != part_k) return;
   }
   tcase c1 = *c0, *c = &c1;
@@ -69,7 +72,7 @@ static void run(const tcase *c0, fattn_backend be) {
 }
 
 int main(int argc, char **argv) {
-  const char *usage = "usage: %s BACKEND [quick] [part=K/N]\n";
+  const char *usage = "usage: %s BACKEND [quick] [part=K/N] [tiles]\n";
   if (argc < 2) {
     fprintf(stderr, usage, argv[0]);
     return 2;
@@ -80,6 +83,13 @@ int main(int argc, char **argv) {
     char end;
     if (strcmp(argv[i], "quick") == 0) {
       quick = 1;
+    } else if (strcmp(argv[i], "tiles") == 0) {
+      fattn_runtime_info info;
+      if (fattn_get_runtime_info(NULL, &info) != FATTN_SUCCESS || !info.tile_engine[0]) {
+        printf("skipped: no tile engine (%s)\n", info.notes);
+        return 77;
+      }
+      printf("tile engine: %s\n", info.tile_engine);
     } else if (sscanf(argv[i], "part=%ld/%ld%c", &part_k, &part_n, &end) != 2 || part_n < 1 ||
                part_n > 64 || part_k < 0 || part_k >= part_n) {
       fprintf(stderr, usage, argv[0]);

@@ -133,7 +133,12 @@ static double check_case(const fattn__tile_table *t, int64_t m, int64_t n, int64
     for (int64_t c = 0; c < dvp; c++)
       o[r * ldo + c] = (float)(2 * rng_uniform(seed) - 1);
   memcpy(o0, o, (size_t)(mp * ldo) * 4);
-  t->pv(m, n, dv, pa, np + 16, vb, o, ldo);
+  /* the online softmax's rescale of O on every other case (alpha in (0, 1], some exactly 1) */
+  float alpha[128]; /* m <= 70 below */
+  const int rescale = (n + dv) % 2 == 0;
+  for (int64_t r = 0; r < m; r++)
+    alpha[r] = r % 3 == 0 ? 1.0f : (float)(0.25 + 0.75 * rng_uniform(seed));
+  t->pv(m, n, dv, pa, np + 16, vb, rescale ? alpha : NULL, o, ldo);
   for (int64_t r = 0; r < mp; r++)
     for (int64_t c = 0; c < ldo; c++) {
       const float got = o[r * ldo + c];
@@ -143,7 +148,7 @@ static double check_case(const fattn__tile_table *t, int64_t m, int64_t n, int64
                c >= dvp ? "past the tiles" : "in the padding");
         continue;
       }
-      double ref = o0[r * ldo + c], mag = fabs(ref);
+      double ref = (rescale ? (double)alpha[r] : 1.0) * o0[r * ldo + c], mag = fabs(ref);
       for (int64_t j = 0; j < n; j++) {
         ref += px[r * n + j] * vx[j * dv + c];
         mag += fabs(px[r * n + j] * vx[j * dv + c]);

@@ -47,6 +47,15 @@ static void softmax_scalar(int64_t rows, int64_t n, float *st, int64_t lds, floa
     }
 }
 
+/* The same step on row-major S (row r's keys at s + r·lds): each row is a
+ * one-row St with unit stride. The tile family's units use it (this table has
+ * no row-major decode kernels: small_rows is 0). */
+static void softmax_rows_scalar(int64_t m, int64_t n, float *s, int64_t lds, float *mrow,
+                                float *lrow, float *alpha) {
+  for (int64_t r = 0; r < m; r++)
+    softmax_scalar(1, n, s + r * lds, 1, mrow + r, lrow + r, alpha + r);
+}
+
 static void pv_scalar(int64_t rows, int64_t n, int64_t dv, const float *pt, int64_t lds,
                       const float *v, int64_t ldv, int64_t sv, const float *alpha, float *ot,
                       int64_t ldo) {
@@ -123,6 +132,7 @@ const fattn__kernel_table fattn__table_scalar = {
     .nr = 1,
     .qk = qk_scalar,
     .softmax = softmax_scalar,
+    .softmax_rows = softmax_rows_scalar,
     .pv = pv_scalar,
     .pack_q = pack_q_scalar,
     .store_o = store_o_scalar,

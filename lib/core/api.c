@@ -15,6 +15,21 @@ int fattn__threads_for_call(const fattn_context *c) {
   return c->num_threads;
 }
 
+static int tile_dtype(fattn_dtype d) { return d == FATTN_F32 || d == FATTN_F16 || d == FATTN_BF16; }
+
+/* The tile engine a call may run on: the context's, for all-BF16 q, K and V
+ * (FATTN_TILES_AUTO) or any F32 / F16 / BF16 ones (FATTN_TILES_BF16), with a
+ * dense cache (paged and I8 / F8 ones stay on the vector tables). */
+static const fattn__tile_table *tile_for_call(const fattn_context *c, const fattn__problem *pb) {
+  if (!c->tile || pb->block_table || pb->k_scaled || pb->v_scaled) return NULL;
+  if (c->tiles == FATTN_TILES_BF16)
+    return tile_dtype(pb->q.dtype) && tile_dtype(pb->k.dtype) && tile_dtype(pb->v.dtype) ? c->tile
+                                                                                         : NULL;
+  return pb->q.dtype == FATTN_BF16 && pb->k.dtype == FATTN_BF16 && pb->v.dtype == FATTN_BF16
+             ? c->tile
+             : NULL;
+}
+
 /* Validates, resolves the context and picks the fused table (NULL with
  * SUCCESS for the reference and oneDNN backends), then plans. */
 static fattn_status prepare(fattn_context *ctx, const fattn_tensor *q, const fattn_tensor *k,
@@ -36,8 +51,9 @@ static fattn_status prepare(fattn_context *ctx, const fattn_tensor *q, const fat
     if (!(*t = fattn__table_for(params->backend, &st))) return st;
     break;
   }
-  if ((st = fattn__make_plan(pb, *t, fattn__threads_for_call(*c), (*c)->block_keys,
-                             (*c)->block_queries, fattn__topology_get(), plan)) != FATTN_SUCCESS)
+  if ((st = fattn__make_plan(pb, *t, tile_for_call(*c, pb), fattn__threads_for_call(*c),
+                             (*c)->block_keys, (*c)->block_queries, fattn__topology_get(), plan)) !=
+      FATTN_SUCCESS)
     return st;
   plan->pin = plan->nthreads > 1 ? (*c)->pin : FATTN_PIN_NONE; /* one thread: left where it is */
   /* BF16 K with contiguous rows (and q rows, which are packed in pairs) */

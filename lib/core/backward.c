@@ -270,8 +270,8 @@ fattn_status fattn_sdpa_backward(fattn_context *ctx, const fattn_tensor *q, cons
     return st;
   /* the forward's blocks (cache-derived, never the thread count) */
   fattn__plan fp;
-  if ((st = fattn__make_plan(&pb, t, 1, c->block_keys, c->block_queries, fattn__topology_get(),
-                             &fp)) != FATTN_SUCCESS)
+  if ((st = fattn__make_plan(&pb, t, NULL, 1, c->block_keys, c->block_queries,
+                             fattn__topology_get(), &fp)) != FATTN_SUCCESS)
     return st;
   bw_plan pl;
   pl.bm = fp.bm;

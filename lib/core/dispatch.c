@@ -84,6 +84,47 @@ const fattn__tile_table *fattn__tile_for(const char **why) {
   return NULL;
 }
 
+fattn_status fattn__tiles_resolve(fattn_tile_policy asked, fattn_tile_policy *policy,
+                                  const fattn__tile_table **engine, const char **why) {
+  if ((unsigned)asked > (unsigned)FATTN_TILES_BF16)
+    return fattn__error(FATTN_ERROR_INVALID_ARGUMENT, "tiles has invalid value %d", (int)asked);
+  *policy = asked;
+  if (asked == FATTN_TILES_DEFAULT) {
+    const char *s = getenv("FATTN_TILES");
+    *policy = FATTN_TILES_AUTO;
+    if (s && *s && strcmp(s, "auto") != 0) {
+      if (strcmp(s, "off") == 0)
+        *policy = FATTN_TILES_OFF;
+      else if (strcmp(s, "bf16") == 0)
+        *policy = FATTN_TILES_BF16;
+      else
+        return fattn__error(FATTN_ERROR_INVALID_ARGUMENT,
+                            "FATTN_TILES=%s is not one of auto, off, bf16", s);
+    }
+  }
+  const char *e = getenv("FATTN_TILE_ENGINE");
+  int model = 0;
+  if (e && *e && strcmp(e, "auto") != 0) {
+    if (strcmp(e, "model") != 0)
+      return fattn__error(FATTN_ERROR_INVALID_ARGUMENT,
+                          "FATTN_TILE_ENGINE=%s is not one of auto, model", e);
+    model = 1;
+  }
+  *engine = NULL;
+  *why = "";
+  if (*policy == FATTN_TILES_OFF) {
+    *why = "off";
+    return FATTN_SUCCESS;
+  }
+  if (model) {
+    *engine = &fattn__tile_model;
+    *why = "the portable model (FATTN_TILE_ENGINE=model)";
+    return FATTN_SUCCESS;
+  }
+  *engine = fattn__tile_for(why);
+  return FATTN_SUCCESS;
+}
+
 fattn_status fattn__bf16_dot_from_env(fattn__bf16_dot_mode *mode) {
   const char *s = getenv("FATTN_BF16_DOT");
   *mode = FATTN__BF16_DOT_AUTO;

@@ -86,6 +86,9 @@ typedef struct unit_ws {
   float *kc, *vc;        /* a key block of K / V converted to f32 (half or quantized K / V only) */
   float *qc;             /* one head's query rows converted to f32 (half q only) */
   float *oc;             /* one head's output rows in f32 before rounding (half out only) */
+  /* tile units (plan->tile): Q packed, S, P packed, O; strided q / K / V in f32 */
+  uint16_t *tq, *tp;
+  float *ts, *to, *tqc, *tkv;
 } unit_ws;
 
 static unit_ws layout(const fattn__problem *pb, const fattn__plan *plan, char *base) {
@@ -108,6 +111,15 @@ static unit_ws layout(const fattn__problem *pb, const fattn__plan *plan, char *b
   w.vc = fattn__ws_carve(&p, pb->v.dtype != FATTN_F32 ? plan->bn * pb->Dv : 0);
   w.qc = fattn__ws_carve(&p, pb->q.dtype != FATTN_F32 ? plan->bm * pb->D : 0);
   w.oc = fattn__ws_carve(&p, pb->out.dtype != FATTN_F32 ? plan->bm * pb->Dv : 0);
+  const int tl = plan->tile != NULL;
+  const int64_t bn = plan->bn;
+  w.tq = (uint16_t *)(void *)fattn__ws_carve(&p, tl ? rp * fattn__round_up(pb->D, 32) / 2 : 0);
+  w.ts = fattn__ws_carve(&p, tl ? rp * fattn__round_up(bn, 16) : 0);
+  w.tp = (uint16_t *)(void *)fattn__ws_carve(&p, tl ? rp * fattn__round_up(bn, 32) / 2 : 0);
+  w.to = fattn__ws_carve(&p, tl ? rp * fattn__round_up(pb->Dv, 16) : 0);
+  w.tqc = fattn__ws_carve(&p, tl && pb->q.s[3] > 1 ? plan->bm * pb->D : 0);
+  w.tkv = fattn__ws_carve(
+      &p, tl && (pb->k.s[3] > 1 || pb->v.s[3] > 1) ? bn * (pb->D > pb->Dv ? pb->D : pb->Dv) : 0);
   for (int64_t r = 0; r < rp; r++)
     w.ones[r] = 1.0f;
   return w;
@@ -425,11 +437,183 @@ static void run_unit_small(const fattn__problem *pb, const fattn__kernel_table *
   }
 }
 
+/* ---- the tile family ---------------------------------------------------------------- */
+
+/* Packed key block kb of (sequence b, kv head hk): K (kb_elems bf16), then V
+ * (vb_elems); its non-finite-V byte in *bad. */
+static uint16_t *pack_block(const fattn__plan *plan, char *pack, const fattn__problem *pb,
+                            int64_t b, int64_t hk, int64_t kb, uint8_t **bad) {
+  const int64_t idx = (b * pb->Hkv + hk) * plan->nkb + kb;
+  const int64_t blocks = pb->B * pb->Hkv * plan->nkb;
+  *bad = (uint8_t *)pack + blocks * (plan->kb_elems + plan->vb_elems) * 2 + idx;
+  return (uint16_t *)(void *)pack + idx * (plan->kb_elems + plan->vb_elems);
+}
+
+/* Keys [lo, hi) of sequence b that some row may attend: the first row's
+ * start to the last row's limit (both grow with the row). */
+static void seq_keys(const fattn__problem *pb, int64_t b, int64_t *lo, int64_t *hi) {
+  const int64_t lq = fattn__seq_lq(pb, b), lk = fattn__seq_lk(pb, b);
+  *lo = lq > 0 ? fattn__row_start(pb, b, 0) : 0;
+  *hi = lq > 0 ? fattn__row_limit(pb, b, lq - 1) : 0;
+  if (*hi > lk) *hi = lk;
+  if (*lo > *hi) *lo = *hi;
+}
+
+/* Nonzero if sequence b has a unit that runs on tiles (not the row kernels). */
+static int seq_tiles(const fattn__problem *pb, const fattn__kernel_table *t,
+                     const fattn__plan *plan, int64_t b) {
+  const int64_t lq = fattn__seq_lq(pb, b);
+  return lq > 0 && !fattn__unit_small(pb, t, pb->G * (lq < plan->bm ? lq : plan->bm));
+}
+
+/* Packs key block kb (keys [kb·bn, min((kb+1)·bn, hi))) of K and V of
+ * (b, hk) into the engine's B layouts: in place from contiguous rows, through
+ * f32 (tkv) from strided ones. Flags a NaN or infinity in the packed V. */
+static void pack_kv_block(const fattn__problem *pb, const fattn__kernel_table *t,
+                          const fattn__plan *plan, const unit_ws *w, char *pack, int64_t b,
+                          int64_t hk, int64_t kb, int64_t hi) {
+  const fattn__tile_table *tt = plan->tile;
+  const int64_t j0 = kb * plan->bn, n = hi - j0 < plan->bn ? hi - j0 : plan->bn;
+  uint8_t *bad;
+  uint16_t *kp = pack_block(plan, pack, pb, b, hk, kb, &bad), *vp = kp + plan->kb_elems;
+  for (int v = 0; v < 2; v++) {
+    const fattn__view *vw = v ? &pb->v : &pb->k;
+    const int64_t d = v ? pb->Dv : pb->D;
+    int64_t len = n;
+    const kv_run r = kv_seg(pb, v, b, hk, j0, &len); /* dense: one run */
+    const void *src = r.p;
+    int64_t ld = r.ld;
+    fattn_dtype dt = vw->dtype;
+    if (r.sd > 1) {
+      kv_convert(t, pb, v, b, hk, j0, n, d, w->tkv);
+      src = w->tkv, ld = d, dt = FATTN_F32;
+    }
+    if (v)
+      tt->pack_v(n, d, src, ld, dt, vp);
+    else
+      tt->pack_k(n, d, src, ld, dt, kp);
+  }
+  uint16_t acc = 0; /* over what pack_v wrote: ceil32(n) keys × ceil16(Dv) */
+  const int64_t written = fattn__round_up(n, 32) * fattn__round_up(pb->Dv, 16);
+  for (int64_t e = 0; e < written; e++)
+    acc |= (uint16_t)((vp[e] & 0x7f80u) == 0x7f80u);
+  *bad = (uint8_t)acc;
+}
+
+/* A unit on the tile engine (plan->tile): Q packed as bf16 once, then per
+ * key block (aligned at multiples of bn, packed by the pre-pass) S = Q·Kᵀ on
+ * tiles, the masks on S, the table's row-major online softmax, P rounded to
+ * bf16 once, and O = alpha·O + P·V on tiles, all f32 accumulation. Keys of a
+ * block outside [ja, jhi) are masked like any other. Keys [ja, jhi). */
+static void run_unit_tile(const fattn__problem *pb, const fattn__kernel_table *t,
+                          const fattn__plan *plan, const unit_ws *w, int64_t b, int64_t hk,
+                          int64_t i0, int64_t bq, int64_t ja, int64_t jhi, int first,
+                          const sink *sk, char *pack) {
+  const fattn__tile_table *tt = plan->tile;
+  const int64_t G = pb->G, D = pb->D, Dv = pb->Dv, bn = plan->bn, rp = plan->rows_pad;
+  const int64_t rows = G * bq, r16 = fattn__round_up(rows, 16);
+  const int64_t lda = fattn__round_up(D, 32), lds = fattn__round_up(bn, 16),
+                ldp = fattn__round_up(bn, 32), ldo = fattn__round_up(Dv, 16);
+  const int64_t jlo_all = fattn__row_limit(pb, b, i0),
+                lo_last = fattn__row_start(pb, b, i0 + bq - 1);
+  const int modify = pb->softcap != 0.0f || pb->alibi;
+  int64_t klo, khi;
+  seq_keys(pb, b, &klo, &khi);
+  for (int64_t g = 0; g < G; g++) { /* head g's rows from g·bq: whole tiles, padding zero */
+    const void *src = fattn__q_row(pb, b, hk * G + g, i0);
+    if (pb->q.s[3] <= 1) {
+      tt->pack_a(bq, D, src, pb->q.s[2], pb->q.dtype, w->tq + g * bq * lda, lda);
+    } else {
+      for (int64_t r = 0; r < bq; r++)
+        for (int64_t p = 0; p < D; p++)
+          w->tqc[r * D + p] = fattn__load(src, r * pb->q.s[2] + p * pb->q.s[3], pb->q.dtype);
+      tt->pack_a(bq, D, w->tqc, D, FATTN_F32, w->tq + g * bq * lda, lda);
+    }
+  }
+  memset(w->tq + rows * lda, 0, (size_t)((r16 - rows) * lda) * 2);
+  init_rows(pb, hk, bq, rows, rp, first, w->m, w->l);
+  memset(w->to, 0, (size_t)(r16 * ldo) * sizeof(float));
+  const float qscale = pb->scale * FATTN__LOG2E;
+  for (int64_t kb = ja / bn; kb * bn < jhi; kb++) {
+    const int64_t j0 = kb * bn, n = khi - j0 < bn ? khi - j0 : bn;
+    uint8_t *bad;
+    const uint16_t *kp = pack_block(plan, pack, pb, b, hk, kb, &bad), *vp = kp + plan->kb_elems;
+    tt->qk(rows, n, D, w->tq, lda, kp, qscale, w->ts, lds);
+    const int straddles = j0 + n > jlo_all || j0 < lo_last;
+    int masked = (pb->has_mask || straddles || modify) &&
+                 fattn__mask_tile(pb, b, hk, i0, bq, j0, n, straddles, w->ts, lds, 1);
+    /* the block's keys outside this unit's (or chunk's) range */
+    const int64_t clo = ja > j0 ? ja - j0 : 0, chi = jhi - j0 < n ? jhi - j0 : n;
+    if (clo > 0 || chi < n) {
+      for (int64_t r = 0; r < rows; r++) {
+        float *sr = w->ts + r * lds;
+        for (int64_t j = 0; j < clo; j++)
+          sr[j] = -INFINITY;
+        for (int64_t j = chi; j < n; j++)
+          sr[j] = -INFINITY;
+      }
+      masked = 1;
+    }
+    t->softmax_rows(rows, n, w->ts, lds, w->m, w->l, w->alpha);
+    if (masked && *bad) { /* P = 0 must not meet a NaN or inf of V: f32 terms, zeros skipped */
+      if (pb->v.dtype == FATTN_F32) {
+        int64_t len = n;
+        const kv_run r = kv_seg(pb, 1, b, hk, j0, &len);
+        pv_skip_zero(rows, n, Dv, w->ts, lds, 1, (const float *)r.p, r.ld, r.sd, w->alpha, w->to,
+                     ldo, 1);
+      } else {
+        kv_convert(t, pb, 1, b, hk, j0, n, Dv, w->vc);
+        pv_skip_zero(rows, n, Dv, w->ts, lds, 1, w->vc, Dv, 1, w->alpha, w->to, ldo, 1);
+      }
+      continue;
+    }
+    tt->pack_p(rows, n, w->ts, lds, w->tp, ldp);
+    tt->pv(rows, n, Dv, w->tp, ldp, vp, w->alpha, w->to, ldo);
+  }
+
+  float *inv = w->alpha;
+  for (int64_t r = 0; r < rows; r++)
+    inv[r] = row_inv(w->l[r]);
+  if (sk->o) {
+    for (int64_t r = 0; r < rows; r++) {
+      for (int64_t c = 0; c < Dv; c++)
+        sk->o[r * Dv + c] = w->to[r * ldo + c] * inv[r];
+      sk->m[r] = w->m[r];
+      sk->l[r] = w->l[r];
+    }
+    return;
+  }
+  for (int64_t r = 0; r < rows; r++) { /* O / l in place */
+    float *orow = w->to + r * ldo;
+    for (int64_t c = 0; c < Dv; c++)
+      orow[c] *= inv[r];
+  }
+  for (int64_t g = 0; g < G; g++) {
+    const int64_t h = hk * G + g;
+    const float *og = w->to + g * bq * ldo;
+    if (pb->out.dtype == FATTN_F32 && pb->out.s[3] <= 1) {
+      float *dst = fattn__out_row(pb, b, h, i0);
+      for (int64_t r = 0; r < bq; r++)
+        memcpy(dst + r * pb->out.s[2], og + r * ldo, (size_t)Dv * sizeof(float));
+    } else if (pb->out.s[3] <= 1) { /* half out: rounded (vectorised) */
+      t->cvt_from_f32(bq, Dv, og, ldo, pb->out.dtype, fattn__out_erow(pb, b, h, i0), pb->out.s[2]);
+    } else {
+      void *dst = fattn__out_erow(pb, b, h, i0);
+      for (int64_t r = 0; r < bq; r++)
+        for (int64_t c = 0; c < Dv; c++)
+          fattn__store(dst, r * pb->out.s[2] + c * pb->out.s[3], pb->out.dtype, og[r * ldo + c]);
+    }
+    if (pb->has_lse)
+      for (int64_t r = 0; r < bq; r++)
+        *fattn__lse_at(pb, b, h, i0 + r) = row_lse(w->m[g * bq + r], w->l[g * bq + r]);
+  }
+}
+
 /* Unit (sequence b, kv head hk, positions from i0), chunk c of nc: the
  * whole key range when sk->o is NULL, one split-KV chunk otherwise. */
 static void run_unit(const fattn__problem *pb, const fattn__kernel_table *t,
                      const fattn__plan *plan, const unit_ws *w, int64_t b, int64_t hk, int64_t i0,
-                     int64_t c, int64_t nc, const sink *sk) {
+                     int64_t c, int64_t nc, const sink *sk, char *pack) {
   const int64_t G = pb->G, D = pb->D, Dv = pb->Dv, bn = plan->bn, rp = plan->rows_pad;
   const int64_t lq = fattn__seq_lq(pb, b);
   const int64_t bq = lq - i0 < plan->bm ? lq - i0 : plan->bm;
@@ -447,9 +631,12 @@ static void run_unit(const fattn__problem *pb, const fattn__kernel_table *t,
   }
   /* the small kernels want contiguous K / V rows: F32 ones in place, or the
    * converted copy of others */
-  if (rows <= t->small_rows && (pb->k.dtype != FATTN_F32 || pb->k.s[3] <= 1) &&
-      (pb->v.dtype != FATTN_F32 || pb->v.s[3] <= 1)) {
+  if (fattn__unit_small(pb, t, rows)) {
     run_unit_small(pb, t, plan, w, b, hk, i0, bq, ja, jhi, first, sk);
+    return;
+  }
+  if (plan->tile) {
+    run_unit_tile(pb, t, plan, w, b, hk, i0, bq, ja, jhi, first, sk, pack);
     return;
   }
   /* keys below jlo_all: no row past its limit; at or above lo_last: none before its start */
@@ -681,6 +868,9 @@ void fattn__driver_run(const fattn__problem *pb, const fattn__kernel_table *t,
   const int heavy_first = pb->causal != FATTN_CAUSAL_NONE;
   /* Pinning: workers go to the cores the caller is not confined to. */
   const int caller_slot = plan->pin != FATTN_PIN_NONE ? fattn__caller_slot(plan->pin) : -1;
+  /* the tile family's packed K and V: the workspace's last piece */
+  char *pack = plan->tile ? (char *)workspace + plan->total_bytes - plan->pack_bytes : NULL;
+  const int64_t npack = plan->tile ? pb->B * pb->Hkv * plan->nkb : 0;
 #pragma omp parallel num_threads(plan->nthreads) if (plan->nthreads > 1)
   {
     int tid = 0;
@@ -690,6 +880,17 @@ void fattn__driver_run(const fattn__problem *pb, const fattn__kernel_table *t,
     if (plan->pin != FATTN_PIN_NONE && tid > 0) fattn__pin_worker(plan->pin, tid, caller_slot);
     const unsigned fp = fattn__fp_enter(); /* denormals flushed, round to nearest */
     const unit_ws w = layout(pb, plan, (char *)workspace + (int64_t)tid * plan->per_thread_bytes);
+    if (npack) { /* every key block some tile unit reads, once; the loop ends on a barrier */
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t x = 0; x < npack; x++) {
+        const int64_t b = x / (pb->Hkv * plan->nkb), hk = x / plan->nkb % pb->Hkv,
+                      kb = x % plan->nkb;
+        int64_t lo, hi;
+        seq_keys(pb, b, &lo, &hi);
+        if (seq_tiles(pb, t, plan, b) && kb * plan->bn < hi && (kb + 1) * plan->bn > lo)
+          pack_kv_block(pb, t, plan, &w, pack, b, hk, kb, hi);
+      }
+    }
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < total; it++) {
       const int64_t k = find_seq(&sc, pb->B, it), b = sc.order[k];
@@ -697,9 +898,10 @@ void fattn__driver_run(const fattn__problem *pb, const fattn__kernel_table *t,
       const int64_t hk = local / (nqb * nc), u = local % (nqb * nc) / nc, c = local % nc;
       const int64_t qb = heavy_first ? nqb - 1 - u : u;
       const sink sk = nc > 1 ? slot_at(pb, plan, partials, it) : (sink){NULL, NULL, NULL};
-      run_unit(pb, t, plan, &w, b, hk, qb * plan->bm, c, nc, &sk);
+      run_unit(pb, t, plan, &w, b, hk, qb * plan->bm, c, nc, &sk, pack);
     }
-    if (split) { /* after the loop's barrier: every chunk is done */
+    if (plan->tile) plan->tile->release(); /* this thread's tile state back to init */
+    if (split) {                           /* after the loop's barrier: every chunk is done */
 #pragma omp for schedule(static)
       for (int64_t it = 0; it < total; it++) {
         const int64_t k = find_seq(&sc, pb->B, it), b = sc.order[k];

@@ -44,9 +44,15 @@ void fattn__seq_work(const fattn__problem *pb, int64_t bm, int64_t chunk, int64_
   *nc = chunk > 0 && sp > chunk ? (sp + chunk - 1) / chunk : 1;
 }
 
-fattn_status fattn__make_plan(const fattn__problem *pb, const fattn__kernel_table *t, int nthreads,
-                              int64_t block_keys, int64_t block_queries,
-                              const fattn__topology *topo, fattn__plan *plan) {
+int fattn__unit_small(const fattn__problem *pb, const fattn__kernel_table *t, int64_t rows) {
+  return rows <= t->small_rows && (pb->k.dtype != FATTN_F32 || pb->k.s[3] <= 1) &&
+         (pb->v.dtype != FATTN_F32 || pb->v.s[3] <= 1);
+}
+
+fattn_status fattn__make_plan(const fattn__problem *pb, const fattn__kernel_table *t,
+                              const fattn__tile_table *tile, int nthreads, int64_t block_keys,
+                              int64_t block_queries, const fattn__topology *topo,
+                              fattn__plan *plan) {
   const int64_t dd = pb->D + pb->Dv;
   int64_t bq = block_queries > 0 ? block_queries : FATTN__TARGET_ROWS / pb->G;
   if (bq < 1) bq = 1;
@@ -56,7 +62,13 @@ fattn_status fattn__make_plan(const fattn__problem *pb, const fattn__kernel_tabl
    * 26.0 -> 35.7 GFLOP/s (blocks of 39 rows: 31.8). */
   if (block_queries <= 0 && pb->Lq > bq && 2 * pb->Lq < 3 * bq) bq = pb->Lq;
   if (bq > pb->Lq) bq = pb->Lq;
-  const int64_t rows = fattn__round_up(pb->G * bq, t->rw);
+  /* The tile family only where some unit is not a row-kernel one (decode
+   * stays on the vector tables). */
+  if (tile && fattn__unit_small(pb, t, pb->G * bq)) tile = NULL;
+  /* Tile units: whole 16-row tiles, and 16 more, since each head's rows are
+   * packed as whole tiles (pack_a pads the last head's rows past G·bq). */
+  const int64_t rows =
+      tile ? fattn__round_up(pb->G * bq, 16) + 16 : fattn__round_up(pb->G * bq, t->rw);
 
   /* bn: K and V blocks (read in place) plus the scores, (d + dv + rows)·bn·4,
    * and the unit's Qt and Ot, rows·(d + dv)·4, within half of L2. */
@@ -67,6 +79,7 @@ fattn_status fattn__make_plan(const fattn__problem *pb, const fattn__kernel_tabl
   if (block_keys > 0) /* the user's choice, bounded so the workspace stays small */
     bn = block_keys < FATTN__MAX_USER_BN ? block_keys : FATTN__MAX_USER_BN;
   if (bn < 1) bn = FATTN__BN_STEP;
+  if (tile) bn = fattn__round_up(bn, 32); /* P·V's reduction steps: 32 keys */
   if (bn > pb->Lk) bn = pb->Lk;
 
   plan->bm = bq;
@@ -77,21 +90,21 @@ fattn_status fattn__make_plan(const fattn__problem *pb, const fattn__kernel_tabl
   /* + row pointers and scales of a key block of a paged K and V (the gather
    * kernels), a key block of K and of V converted to f32 when they are half, and one
    * head's query rows when q is, and its output rows when out is */
-  const int64_t pieces[] = {rows * pb->D,
-                            rows * bn,
-                            rows * pb->Dv,
-                            rows,
-                            rows,
-                            rows,
-                            rows,
-                            pb->block_table ? bn * (int64_t)(sizeof(void *) / sizeof(float)) : 0,
-                            pb->block_table ? bn * (int64_t)(sizeof(void *) / sizeof(float)) : 0,
-                            pb->block_table ? bn : 0,
-                            pb->block_table ? bn : 0,
-                            pb->k.dtype != FATTN_F32 ? bn * pb->D : 0,
-                            pb->v.dtype != FATTN_F32 ? bn * pb->Dv : 0,
-                            pb->q.dtype != FATTN_F32 ? bq * pb->D : 0,
-                            pb->out.dtype != FATTN_F32 ? bq * pb->Dv : 0};
+  const int64_t pieces[] = {
+      rows * pb->D, rows * bn, rows * pb->Dv, rows, rows, rows, rows,
+      pb->block_table ? bn * (int64_t)(sizeof(void *) / sizeof(float)) : 0,
+      pb->block_table ? bn * (int64_t)(sizeof(void *) / sizeof(float)) : 0,
+      pb->block_table ? bn : 0, pb->block_table ? bn : 0, pb->k.dtype != FATTN_F32 ? bn * pb->D : 0,
+      pb->v.dtype != FATTN_F32 ? bn * pb->Dv : 0, pb->q.dtype != FATTN_F32 ? bq * pb->D : 0,
+      pb->out.dtype != FATTN_F32 ? bq * pb->Dv : 0,
+      /* tile units (bf16 pieces as half as many floats): Q packed
+       * (rows × ceil32(D)), S (rows × ceil16(bn)), P packed
+       * (rows × ceil32(bn)), O (rows × ceil16(Dv)); one head's
+       * strided q rows, and a key block of strided K / V, in f32 */
+      tile ? rows * fattn__round_up(pb->D, 32) / 2 : 0, tile ? rows * fattn__round_up(bn, 16) : 0,
+      tile ? rows * fattn__round_up(bn, 32) / 2 : 0, tile ? rows * fattn__round_up(pb->Dv, 16) : 0,
+      tile && pb->q.s[3] > 1 ? bq * pb->D : 0,
+      tile && (pb->k.s[3] > 1 || pb->v.s[3] > 1) ? bn * (pb->D > pb->Dv ? pb->D : pb->Dv) : 0};
   int64_t bytes = 0;
   for (size_t i = 0; i < sizeof pieces / sizeof pieces[0]; i++)
     if (pieces[i] > INT64_MAX / 8 ||
@@ -143,6 +156,24 @@ fattn_status fattn__make_plan(const fattn__problem *pb, const fattn__kernel_tabl
   if (!fattn__mul_ok(pb->B, 4 * 8, &sched) || !fattn__add_ok(sched, 64 + 8, &sched) ||
       !fattn__add_ok(partial, sched, &partial))
     return fattn__error(FATTN_ERROR_OVERFLOW, "workspace size overflows");
+
+  /* The tile family's packed K and V: every (sequence, kv head, key block),
+   * blocks aligned at multiples of bn, then a byte per block. */
+  plan->tile = tile;
+  plan->nkb = plan->kb_elems = plan->vb_elems = plan->pack_bytes = 0;
+  if (tile) {
+    plan->nkb = (pb->Lk + bn - 1) / bn;
+    plan->kb_elems = fattn__round_up(bn, 16) * fattn__round_up(pb->D, 32);
+    plan->vb_elems = fattn__round_up(bn, 32) * fattn__round_up(pb->Dv, 16);
+    int64_t blocks, per, pack;
+    if (!fattn__mul_ok(pb->B * pb->Hkv, plan->nkb, &blocks) ||
+        !fattn__mul_ok(plan->kb_elems + plan->vb_elems, 2, &per) ||
+        !fattn__mul_ok(blocks, per, &pack) || !fattn__add_ok(pack, blocks + 64, &pack))
+      return fattn__error(FATTN_ERROR_OVERFLOW, "workspace size overflows (packed K / V)");
+    plan->pack_bytes = fattn__round_up(pack, 64);
+    if (!fattn__add_ok(partial, plan->pack_bytes, &partial))
+      return fattn__error(FATTN_ERROR_OVERFLOW, "workspace size overflows (packed K / V)");
+  }
 
   plan->nthreads = nthreads < 1 ? 1 : nthreads;
   if (plan->items < plan->nthreads) plan->nthreads = (int)plan->items;

@@ -47,6 +47,10 @@ static fattn_status context_init(const fattn_context_options *opts, fattn_contex
 #endif
   fattn__bf16_dot_mode bf16_dot;
   if ((st = fattn__bf16_dot_from_env(&bf16_dot)) != FATTN_SUCCESS) return st;
+  fattn_tile_policy tiles;
+  const fattn__tile_table *tile;
+  const char *tile_why;
+  if ((st = fattn__tiles_resolve(o.tiles, &tiles, &tile, &tile_why)) != FATTN_SUCCESS) return st;
   fattn_backend cap = o.isa_cap;
   if (cap == FATTN_BACKEND_AUTO && (st = fattn__isa_from_env(&cap)) != FATTN_SUCCESS) return st;
   const fattn__kernel_table *t;
@@ -68,6 +72,9 @@ static fattn_status context_init(const fattn_context_options *opts, fattn_contex
   c->block_queries = o.block_queries;
   c->table = t;
   c->bf16_dot = bf16_dot;
+  c->tiles = tiles;
+  c->tile = tile;
+  c->tile_why = tile_why;
   c->layer_backend = FATTN_BACKEND_AUTO;
   if (pthread_mutex_init(&c->lock, NULL) != 0)
     return fattn__error(FATTN_ERROR_OUT_OF_MEMORY, "pthread_mutex_init failed");
@@ -230,14 +237,19 @@ fattn_status fattn_get_runtime_info(fattn_context *ctx, fattn_runtime_info *info
          : (fattn__cpu_features() & FATTN__CPU_BF16DOT_FAST)
              ? "; bf16 dot: on for bf16 q"
              : "; bf16 dot: off (slower than FMA on this CPU)";
-  /* where the CPU has AMX: whether this process may use it (attention does not yet) */
-  char amx[96] = "";
-  if (fattn__cpu_features() & FATTN__CPU_AMX_BF16) {
-    const char *why = "";
-    if (fattn__tile_for(&why))
-      snprintf(amx, sizeof amx, "; amx: granted, not used by attention yet");
-    else
-      snprintf(amx, sizeof amx, "; amx: unusable: %s", why);
+  /* the matrix engine: which one runs the eligible calls, or why none does */
+  char amx[128] = "";
+  info->tiles = c->tiles;
+  if (c->tile) {
+    snprintf(info->tile_engine, sizeof info->tile_engine, "%s", c->tile->name);
+    snprintf(amx, sizeof amx, "; tiles: %s for %s", c->tile_why[0] ? c->tile_why : c->tile->name,
+             c->tiles == FATTN_TILES_BF16 ? "f32 / f16 / bf16 (rounded to bf16)" : "all-bf16");
+  } else if (c->tiles == FATTN_TILES_OFF) {
+    snprintf(amx, sizeof amx, "; tiles: off");
+  } else if (!(fattn__cpu_features() & FATTN__CPU_AMX_BF16)) {
+    snprintf(amx, sizeof amx, "; tiles: none (no AMX)");
+  } else {
+    snprintf(amx, sizeof amx, "; tiles: none (%s)", c->tile_why);
   }
   snprintf(info->notes, sizeof info->notes, "topology from %s; %s%s%s",
            t->from_hwloc ? "hwloc" : "sysconf (no hwloc)", c->pin_note, bd, amx);

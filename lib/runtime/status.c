@@ -83,6 +83,7 @@ void fattn_context_options_init(fattn_context_options *o) {
   o->pin = FATTN_PIN_DEFAULT;
   o->block_keys = 0;
   o->block_queries = 0;
+  o->tiles = FATTN_TILES_DEFAULT;
 }
 
 fattn_tensor fattn_tensor_contiguous(void *data, fattn_dtype dtype, int64_t d0, int64_t d1,

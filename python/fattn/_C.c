@@ -43,6 +43,8 @@ typedef struct {
 static const char *const backend_names[] = {"auto",   "reference", "scalar", "avx2",
                                             "avx512", "neon",      "onednn", NULL};
 static const char *const pin_names[] = {"default", "none", "cores", "numa", NULL};
+/* fattn_tile_policy's order */
+static const char *const tile_names[] = {"default", "auto", "off", "bf16", NULL};
 
 static int lookup_name(const char *what, const char *name, const char *const *names) {
   for (int i = 0; names[i]; i++)
@@ -52,12 +54,13 @@ static int lookup_name(const char *what, const char *name, const char *const *na
 }
 
 static int Context_init(ContextObject *self, PyObject *args, PyObject *kw) {
-  static char *kwlist[] = {"num_threads", "isa", "pin", "block_keys", "block_queries", NULL};
+  static char *kwlist[] = {"num_threads",   "isa",   "pin", "block_keys",
+                           "block_queries", "tiles", NULL};
   int num_threads = 0;
-  const char *isa = "auto", *pin = "default";
+  const char *isa = "auto", *pin = "default", *tiles = "default";
   long long block_keys = 0, block_queries = 0;
-  if (!PyArg_ParseTupleAndKeywords(args, kw, "|$issLL", kwlist, &num_threads, &isa, &pin,
-                                   &block_keys, &block_queries))
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "|$issLLs", kwlist, &num_threads, &isa, &pin,
+                                   &block_keys, &block_queries, &tiles))
     return -1;
   if (num_threads < 0) {
     PyErr_SetString(PyExc_ValueError, "num_threads must be >= 0 (0 = the default)");
@@ -65,6 +68,8 @@ static int Context_init(ContextObject *self, PyObject *args, PyObject *kw) {
   }
   int b = lookup_name("isa", isa, backend_names), p = lookup_name("pin", pin, pin_names);
   if (b < 0 || p < 0) return -1;
+  const int t = lookup_name("tiles", tiles, tile_names);
+  if (t < 0) return -1;
   fattn_context_options o;
   fattn_context_options_init(&o);
   o.num_threads = num_threads;
@@ -72,6 +77,7 @@ static int Context_init(ContextObject *self, PyObject *args, PyObject *kw) {
   o.pin = (fattn_pin_policy)p;
   o.block_keys = block_keys;
   o.block_queries = block_queries;
+  o.tiles = (fattn_tile_policy)t;
   fattn_context *ctx = NULL;
   fattn_status st = fattn_context_create(&o, &ctx);
   if (st != FATTN_SUCCESS) {
@@ -94,15 +100,16 @@ static PyObject *info_dict(fattn_context *ctx) {
   fattn_status st = fattn_get_runtime_info(ctx, &in);
   if (st != FATTN_SUCCESS) return raise_status("fattn_get_runtime_info", st, fattn_last_error());
   return Py_BuildValue(
-      "{s:s,s:s,s:s,s:s,s:i,s:i,s:i,s:i,s:L,s:L,s:L,s:s,s:s,s:O,s:O,s:O,s:s,s:s}", "version",
-      fattn_version(), "isa_detected", in.isa_detected, "isa_best", fattn_backend_name(in.isa_best),
-      "isa_selected", fattn_backend_name(in.isa_selected), "num_threads", in.num_threads,
-      "physical_cores", in.physical_cores, "logical_cpus", in.logical_cpus, "numa_nodes",
-      in.numa_nodes, "l1d_bytes", (long long)in.l1d_bytes, "l2_bytes", (long long)in.l2_bytes,
-      "l3_bytes", (long long)in.l3_bytes, "pin", pin_names[in.pin], "binding", in.binding,
-      "has_openmp", in.has_openmp ? Py_True : Py_False, "has_hwloc",
-      in.has_hwloc ? Py_True : Py_False, "has_onednn", in.has_onednn ? Py_True : Py_False,
-      "onednn_version", in.onednn_version, "notes", in.notes);
+      "{s:s,s:s,s:s,s:s,s:i,s:i,s:i,s:i,s:L,s:L,s:L,s:s,s:s,s:O,s:O,s:O,s:s,s:s,s:s,s:s}",
+      "version", fattn_version(), "isa_detected", in.isa_detected, "isa_best",
+      fattn_backend_name(in.isa_best), "isa_selected", fattn_backend_name(in.isa_selected),
+      "num_threads", in.num_threads, "physical_cores", in.physical_cores, "logical_cpus",
+      in.logical_cpus, "numa_nodes", in.numa_nodes, "l1d_bytes", (long long)in.l1d_bytes,
+      "l2_bytes", (long long)in.l2_bytes, "l3_bytes", (long long)in.l3_bytes, "pin",
+      pin_names[in.pin], "binding", in.binding, "has_openmp", in.has_openmp ? Py_True : Py_False,
+      "has_hwloc", in.has_hwloc ? Py_True : Py_False, "has_onednn",
+      in.has_onednn ? Py_True : Py_False, "onednn_version", in.onednn_version, "notes", in.notes,
+      "tile_engine", in.tile_engine, "tiles", tile_names[in.tiles]);
 }
 
 static PyObject *Context_runtime_info(ContextObject *self, PyObject *unused) {
@@ -124,8 +131,9 @@ static PyTypeObject ContextType = {
     .tp_basicsize = sizeof(ContextObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "Context(*, num_threads=0, isa='auto', pin='default', block_keys=0, "
-              "block_queries=0)\n\nThread count, kernel table and pinning for fattn calls "
-              "(fattn_context). 0 threads = FATTN_NUM_THREADS, else the OpenMP default.",
+              "block_queries=0, tiles='default')\n\nThread count, kernel table, pinning and "
+              "matrix-engine policy ('auto', 'off', 'bf16'; 'default' = FATTN_TILES) for fattn "
+              "calls (fattn_context). 0 threads = FATTN_NUM_THREADS, else the OpenMP default.",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Context_init,
     .tp_dealloc = (destructor)Context_dealloc,

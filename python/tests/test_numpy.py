@@ -318,6 +318,13 @@ def test_context_and_runtime_info():
         fattn.Context(isa="sse9")
     with pytest.raises(ValueError):
         fattn.Context(num_threads=-1)
+    # the matrix-engine policy: reported, and off runs no tile engine
+    assert info["tiles"] in ("auto", "off", "bf16")
+    off = fattn.Context(tiles="off").runtime_info()
+    assert off["tiles"] == "off" and off["tile_engine"] == ""
+    assert fattn.Context(tiles="bf16").runtime_info()["tiles"] == "bf16"
+    with pytest.raises(ValueError):
+        fattn.Context(tiles="sideways")
     with pytest.raises(ValueError, match="not both"):
         fattn.scaled_dot_product_attention(rand(1, 1, 2, 4), rand(1, 1, 2, 4), rand(1, 1, 2, 4),
                                            num_threads=1, context=ctx)
