@@ -368,6 +368,46 @@ FATTN_API void fattn_mha_args_init(fattn_mha_args *a);
 FATTN_API fattn_status fattn_mha_forward(fattn_context *ctx /* NULL = default */,
                                          const fattn_mha *mha, const fattn_mha_args *args);
 
+/* The layer's backward pass (0.7): the gradients autograd gives for
+ * nn.MultiheadAttention (f32) — of the inputs and of the parameters, in the
+ * forward's layouts — for the arguments of a forward call (the inputs, masks,
+ * is_causal and head_mask; out, attn_weights and average_attn_weights are not
+ * read). The forward's projections and attention are recomputed (nothing is
+ * kept between calls, so a layer stays immutable and thread-safe); the
+ * attention's own backward is fattn_sdpa_backward's. Bitwise identical for
+ * any thread count. The masks get no gradient; a pruned head (head_mask)
+ * gives zeros to its weights' rows. Any gradient pointer may be NULL: not
+ * computed. */
+typedef struct fattn_mha_param_grads {
+  /* PyTorch's names and layouts, as fattn_mha_weights: in_proj_weight [E + 2·Ekv, E]
+   * (kdim = vdim = E), or q_proj_weight [E, E], k_proj_weight [Ekv, kdim], v_proj_weight
+   * [Ekv, vdim] (not both forms); in_proj_bias [E + 2·Ekv], out_proj_weight [E, E],
+   * out_proj_bias [E] (biases: only when the layer has them) */
+  float *in_proj_weight, *in_proj_bias;
+  float *q_proj_weight, *k_proj_weight, *v_proj_weight;
+  float *out_proj_weight, *out_proj_bias;
+} fattn_mha_param_grads;
+
+typedef struct fattn_mha_grads {
+  const float *dout; /* dL/d(out), out's layout (required) */
+  /* dL/d(query), dL/d(key), dL/d(value), the inputs' layouts. An input buffer
+   * given as several of query, key and value (self-attention) has one
+   * gradient, the sum: in the first of dquery, dkey, dvalue that names it,
+   * the others NULL (e.g. self-attention: dquery, with dkey = dvalue = NULL) */
+  float *dquery, *dkey, *dvalue;
+  fattn_mha_param_grads params;
+  int accumulate; /* nonzero: add into every gradient buffer (PyTorch's .grad);
+                     zero: overwrite */
+} fattn_mha_grads;
+
+/* All NULL, overwrite. */
+FATTN_API void fattn_mha_grads_init(fattn_mha_grads *g);
+
+/* On failure nothing is written to the gradients. */
+FATTN_API fattn_status fattn_mha_backward(fattn_context *ctx /* NULL = default */,
+                                          const fattn_mha *mha, const fattn_mha_args *args,
+                                          const fattn_mha_grads *grads);
+
 /* fattn_encoder: nn.TransformerEncoder of nn.TransformerEncoderLayer
  * (inference: dropout is the identity). Per layer, post-norm (default):
  *   x = LN1(x + SA(x));  x = LN2(x + FF(x))

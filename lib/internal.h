@@ -364,6 +364,19 @@ fattn_status fattn__gemm_ws(fattn_context *c, int64_t M, int64_t N, int64_t K, c
                             int64_t ldy, void *ws);
 int64_t fattn__gemm_workspace_bytes(const fattn_context *c, int64_t M, int64_t N, int64_t K);
 
+/* The general form, for the layers' backward (the products of a linear's
+ * gradients: dX = dY·W, dW = dYᵀ·X): Y (+)= bias + A·Bᵀ with
+ *   A[r][p] = X[r·ldx + p], or X[p·ldx + r] when x_t (X stored transposed),
+ *   B[j][p] = W[j·ldw + p], or W[p·ldw + j] when w_t,
+ * Y overwritten, or added to when acc. Same workspace rule as fattn__gemm_ws
+ * (fattn__gemm_workspace_bytes covers every form). */
+typedef struct fattn__gemm_form {
+  int x_t, w_t, acc;
+} fattn__gemm_form;
+fattn_status fattn__gemm_ex(fattn_context *c, int64_t M, int64_t N, int64_t K, const float *X,
+                            int64_t ldx, const float *W, int64_t ldw, const float *bias, float *Y,
+                            int64_t ldy, fattn__gemm_form form, void *ws);
+
 /* ---- floating-point environment (fpmode.c) -------------------------------------- */
 
 /* Sets round-to-nearest with denormals flushed to zero on the calling thread;

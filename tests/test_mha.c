@@ -177,6 +177,156 @@ static void test_mha_file(const char *name, fattn_context *ctx) {
   unload(&f);
 }
 
+/* ---- the layer's backward against autograd ---- */
+
+/* The gradients a file holds (grad_*), in the order of `names`; bufs[i]
+ * NULL where the file has none. */
+static const char *const bw_names[] = {
+    "grad_in_proj_weight", "grad_q_proj_weight", "grad_k_proj_weight",
+    "grad_v_proj_weight",  "grad_in_proj_bias",  "grad_out_proj.weight",
+    "grad_out_proj.bias",  "grad_query",         "grad_key",
+    "grad_value"};
+enum { BW_N = 10 };
+
+static void bw_grads(vecfile *f, float *const *bufs, fattn_mha_grads *g) {
+  fattn_mha_grads_init(g);
+  g->dout = getf(f, "dout");
+  float **dst[BW_N] = {&g->params.in_proj_weight,
+                       &g->params.q_proj_weight,
+                       &g->params.k_proj_weight,
+                       &g->params.v_proj_weight,
+                       &g->params.in_proj_bias,
+                       &g->params.out_proj_weight,
+                       &g->params.out_proj_bias,
+                       &g->dquery,
+                       &g->dkey,
+                       &g->dvalue};
+  for (int i = 0; i < BW_N; i++)
+    *dst[i] = bufs[i];
+}
+
+/* Runs the file's backward into bufs (accumulate as given). */
+static fattn_status run_mha_backward(vecfile *f, fattn_context *ctx, float *const *bufs, int acc,
+                                     const uint8_t *keep) {
+  fattn_mha *m;
+  fattn_status st = create_mha(f, &m);
+  if (st != FATTN_SUCCESS) return st;
+  fattn_mha_args a;
+  mha_args(f, &a, NULL, NULL);
+  a.head_mask = keep;
+  fattn_mha_grads g;
+  bw_grads(f, bufs, &g);
+  g.accumulate = acc;
+  st = fattn_mha_backward(ctx, m, &a, &g);
+  fattn_mha_destroy(m);
+  return st;
+}
+
+/* Every gradient against autograd's; then accumulate (a second call adds:
+ * twice autograd's), and bitwise the same on a 3-thread context. */
+static void test_mha_backward_file(const char *name, fattn_context *ctx, int threads_check) {
+  vecfile f;
+  if (!load(name, &f)) return;
+  float *bufs[BW_N], *again[BW_N];
+  tensor *ref[BW_N];
+  for (int i = 0; i < BW_N; i++) {
+    ref[i] = get(&f, bw_names[i]);
+    bufs[i] = ref[i] ? malloc((size_t)ref[i]->n * 4) : NULL;
+    again[i] = ref[i] ? malloc((size_t)ref[i]->n * 4) : NULL;
+    for (int64_t x = 0; ref[i] && x < ref[i]->n; x++)
+      bufs[i][x] = 555.0f; /* overwritten, not added to */
+  }
+  fattn_status st = run_mha_backward(&f, ctx, bufs, 0, NULL);
+  EXPECT(st == FATTN_SUCCESS, "%s backward: %s", name, fattn_last_error());
+  double worst = 0, worst_acc = 0;
+  for (int i = 0; i < BW_N; i++)
+    if (ref[i]) {
+      const double e = compare(bufs[i], ref[i]->data, ref[i]->n, TOL_ABS, TOL_REL);
+      EXPECT(e <= 1, "%s: %s err/tol %.3g", name, bw_names[i], e);
+      if (!(e <= worst)) worst = e;
+    }
+  st = run_mha_backward(&f, ctx, bufs, 1, NULL);
+  EXPECT(st == FATTN_SUCCESS, "%s backward (accumulate): %s", name, fattn_last_error());
+  for (int i = 0; i < BW_N; i++)
+    if (ref[i]) {
+      float *twice = malloc((size_t)ref[i]->n * 4);
+      for (int64_t x = 0; x < ref[i]->n; x++)
+        twice[x] = 2.0f * ((const float *)ref[i]->data)[x];
+      const double e = compare(bufs[i], twice, ref[i]->n, 2 * TOL_ABS, TOL_REL);
+      EXPECT(e <= 1, "%s: accumulated %s err/tol %.3g", name, bw_names[i], e);
+      if (!(e <= worst_acc)) worst_acc = e;
+      free(twice);
+    }
+  int same = 1;
+  if (threads_check) {
+    fattn_context_options o;
+    fattn_context_options_init(&o);
+    o.num_threads = 3;
+    fattn_context *c3 = NULL;
+    EXPECT(fattn_context_create(&o, &c3) == FATTN_SUCCESS, "context");
+    fattn_context_options_init(&o);
+    o.num_threads = 1;
+    fattn_context *c1 = NULL;
+    EXPECT(fattn_context_create(&o, &c1) == FATTN_SUCCESS, "context");
+    EXPECT(run_mha_backward(&f, c1, bufs, 0, NULL) == FATTN_SUCCESS, "1 thread");
+    EXPECT(run_mha_backward(&f, c3, again, 0, NULL) == FATTN_SUCCESS, "3 threads");
+    for (int i = 0; i < BW_N; i++)
+      if (ref[i]) same &= memcmp(bufs[i], again[i], (size_t)ref[i]->n * 4) == 0;
+    EXPECT(same, "%s backward: 1 and 3 threads differ", name);
+    fattn_context_destroy(c1);
+    fattn_context_destroy(c3);
+  }
+  printf("%-36s backward err/tol %.3f, accumulated %.3f%s\n", name, worst, worst_acc,
+         threads_check ? (same ? ", 1 = 3 threads bitwise" : ", THREADS DIFFER") : "");
+  checks++;
+  for (int i = 0; i < BW_N; i++)
+    free(bufs[i]), free(again[i]);
+  unload(&f);
+}
+
+/* A pruned head gives zeros to its q rows of in_proj_weight / bias and its
+ * out_proj columns, and the gradients are those of the layer whose
+ * out_proj columns of that head are zero (the forward's property). */
+static void test_backward_head_mask(fattn_context *ctx, const char *name, const uint8_t *keep) {
+  vecfile f;
+  if (!load(name, &f)) return;
+  const int64_t E = cfg(&f, "embed_dim"), H = cfg(&f, "num_heads"), hd = E / H;
+  float *b1[BW_N], *b2[BW_N];
+  tensor *ref[BW_N];
+  for (int i = 0; i < BW_N; i++) {
+    ref[i] = get(&f, bw_names[i]);
+    b1[i] = ref[i] ? calloc((size_t)ref[i]->n, 4) : NULL;
+    b2[i] = ref[i] ? calloc((size_t)ref[i]->n, 4) : NULL;
+  }
+  EXPECT(run_mha_backward(&f, ctx, b1, 0, keep) == FATTN_SUCCESS, "pruned: %s", fattn_last_error());
+  float *wo = (float *)getf(&f, "out_proj.weight");
+  for (int64_t r = 0; r < E; r++)
+    for (int64_t h = 0; h < H; h++)
+      if (!keep[h]) memset(wo + r * E + h * hd, 0, (size_t)hd * 4);
+  EXPECT(run_mha_backward(&f, ctx, b2, 0, NULL) == FATTN_SUCCESS, "zeroed: %s", fattn_last_error());
+  int ok = 1;
+  for (int i = 0; i < BW_N; i++) {
+    if (!ref[i] || i == 5) continue; /* out_proj's gradient: below */
+    for (int64_t x = 0; x < ref[i]->n; x++)
+      ok &= fabsf(b1[i][x] - b2[i][x]) <= 1e-5f * (1.0f + fabsf(b2[i][x]));
+  }
+  int zeros = 1;
+  for (int64_t r = 0; r < E; r++)
+    for (int64_t h = 0; h < H; h++)
+      for (int64_t c = 0; c < hd; c++) {
+        if (keep[h]) continue;
+        zeros &= b1[5][r * E + h * hd + c] == 0.0f;              /* out_proj column */
+        if (b1[0]) zeros &= b1[0][(h * hd + c) * E + r] == 0.0f; /* q rows of in_proj */
+      }
+  EXPECT(ok && zeros, "%s backward head_mask: same as zeroed out_proj %d, zeros %d", name, ok,
+         zeros);
+  printf("head_mask %-26s backward: = zeroed out_proj columns, pruned rows 0\n", name);
+  checks++;
+  for (int i = 0; i < BW_N; i++)
+    free(b1[i]), free(b2[i]);
+  unload(&f);
+}
+
 /* Creates the file's encoder, runs it into out, destroys it. */
 static fattn_status run_encoder(vecfile *f, fattn_context *ctx, float *out, float *unused) {
   (void)unused;
@@ -281,7 +431,9 @@ static void test_head_mask(fattn_context *ctx, const char *name, const uint8_t *
 /* The projections' GEMM (lib/layers/gemm.c) against double precision across its
  * edges: rows around the table's row block, columns around the 48-column
  * block and the chunks the thread count makes, reductions of 1 to 129, with
- * and without bias, row strides wider than the rows; guard values around Y. */
+ * and without bias, row strides wider than the rows; every form of
+ * fattn__gemm_ex (X and / or W stored transposed, Y overwritten or added
+ * to: the backward's products); guard values around Y. */
 static void test_gemm(fattn_context *ctx, const char *name) {
   static const int64_t Ms[] = {1, 17, 63, 65, 130}, Ns[] = {1, 47, 49, 200}, Ks[] = {1, 5, 129};
   uint64_t s = 3;
@@ -289,40 +441,55 @@ static void test_gemm(fattn_context *ctx, const char *name) {
   int n = 0, guards = 1;
   for (size_t a = 0; a < 5; a++)
     for (size_t b = 0; b < 4; b++)
-      for (size_t k = 0; k < 3; k++) {
-        const int64_t M = Ms[a], N = Ns[b], K = Ks[k], ldx = K + 3, ldw = K + 1, ldy = N + 2;
-        float *X = malloc((size_t)(M * ldx) * 4), *W = malloc((size_t)(N * ldw) * 4);
-        float *bias = malloc((size_t)N * 4), *Y = malloc((size_t)(M * ldy + 2) * 4);
-        for (int64_t i = 0; i < M * ldx; i++)
-          X[i] = (float)(2 * rng_uniform(&s) - 1);
-        for (int64_t i = 0; i < N * ldw; i++)
-          W[i] = (float)(2 * rng_uniform(&s) - 1);
-        for (int64_t i = 0; i < N; i++)
-          bias[i] = (float)(2 * rng_uniform(&s) - 1);
-        for (int64_t i = 0; i < M * ldy + 2; i++)
-          Y[i] = 555.0f;
-        const float *bp = (a + b + k) % 2 ? bias : NULL;
-        EXPECT(fattn__gemm(ctx, M, N, K, X, ldx, W, ldw, bp, Y + 1, ldy) == FATTN_SUCCESS, "gemm");
-        for (int64_t r = 0; r < M; r++)
-          for (int64_t j = 0; j < ldy; j++) {
-            const float y = Y[1 + r * ldy + j];
-            if (j >= N) {
-              guards &= y == 555.0f;
-              continue;
+      for (size_t k = 0; k < 3; k++)
+        for (int form = 0; form < 8; form++) {
+          const fattn__gemm_form fm = {form & 1, (form >> 1) & 1, (form >> 2) & 1};
+          if (form && (a + b + k + (size_t)form) % 3) continue; /* a third of the other forms */
+          const int64_t M = Ms[a], N = Ns[b], K = Ks[k], ldy = N + 2;
+          const int64_t ldx = fm.x_t ? M + 3 : K + 3, ldw = fm.w_t ? N + 1 : K + 1;
+          const int64_t nx = (fm.x_t ? K : M) * ldx, nw = (fm.w_t ? K : N) * ldw;
+          float *X = malloc((size_t)nx * 4), *W = malloc((size_t)nw * 4);
+          float *bias = malloc((size_t)N * 4), *Y = malloc((size_t)(M * ldy + 2) * 4);
+          float *Y0 = malloc((size_t)(M * ldy + 2) * 4);
+          for (int64_t i = 0; i < nx; i++)
+            X[i] = (float)(2 * rng_uniform(&s) - 1);
+          for (int64_t i = 0; i < nw; i++)
+            W[i] = (float)(2 * rng_uniform(&s) - 1);
+          for (int64_t i = 0; i < N; i++)
+            bias[i] = (float)(2 * rng_uniform(&s) - 1);
+          for (int64_t i = 0; i < M * ldy + 2; i++)
+            Y[i] = Y0[i] = 555.0f;
+          for (int64_t r = 0; fm.acc && r < M; r++)
+            for (int64_t j = 0; j < N; j++)
+              Y[1 + r * ldy + j] = Y0[1 + r * ldy + j] = (float)(2 * rng_uniform(&s) - 1);
+          const float *bp = (a + b + k) % 2 ? bias : NULL;
+          fattn_status st =
+              form ? fattn__gemm_ex(ctx, M, N, K, X, ldx, W, ldw, bp, Y + 1, ldy, fm, NULL)
+                   : fattn__gemm(ctx, M, N, K, X, ldx, W, ldw, bp, Y + 1, ldy);
+          EXPECT(st == FATTN_SUCCESS, "gemm");
+          for (int64_t r = 0; r < M; r++)
+            for (int64_t j = 0; j < ldy; j++) {
+              const float y = Y[1 + r * ldy + j];
+              if (j >= N) {
+                guards &= y == 555.0f;
+                continue;
+              }
+              double ref = bp ? bp[j] : 0, mag = bp ? fabs(bp[j]) : 0;
+              if (fm.acc) ref += Y0[1 + r * ldy + j], mag += fabs(Y0[1 + r * ldy + j]);
+              for (int64_t p = 0; p < K; p++) {
+                const double xa = fm.x_t ? X[p * ldx + r] : X[r * ldx + p];
+                const double wb = fm.w_t ? W[p * ldw + j] : W[j * ldw + p];
+                ref += xa * wb, mag += fabs(xa * wb);
+              }
+              const double e = fabs(y - ref) / ((double)(K + 3) * 1.2e-7 * mag + 1e-30);
+              if (!(e <= worst)) worst = e;
             }
-            double ref = bp ? bp[j] : 0, mag = bp ? fabs(bp[j]) : 0;
-            for (int64_t p = 0; p < K; p++)
-              ref += (double)X[r * ldx + p] * W[j * ldw + p],
-                  mag += fabs((double)X[r * ldx + p] * W[j * ldw + p]);
-            const double e = fabs(y - ref) / ((double)(K + 2) * 1.2e-7 * mag + 1e-30);
-            if (!(e <= worst)) worst = e;
-          }
-        guards &= Y[0] == 555.0f && Y[1 + M * ldy] == 555.0f;
-        free(X), free(W), free(bias), free(Y);
-        n++;
-      }
+          guards &= Y[0] == 555.0f && Y[1 + M * ldy] == 555.0f;
+          free(X), free(W), free(bias), free(Y), free(Y0);
+          n++;
+        }
   EXPECT(worst <= 1 && guards, "%s gemm: err/bound %.3g, guards %d", name, worst, guards);
-  printf("gemm: %d shapes, err/bound %.3f, guards intact %d\n", n, worst, guards);
+  printf("gemm: %d shapes and forms, err/bound %.3f, guards intact %d\n", n, worst, guards);
   checks++;
 }
 
@@ -385,6 +552,65 @@ static void fault_sweep(const char *name,
   EXPECT(faults >= 3, "%s: only %d allocations seen", name, faults);
   checks++;
   free(out), free(w);
+  unload(&f);
+}
+
+/* Allocation failures in the backward: each gives OUT_OF_MEMORY and leaves
+ * every gradient untouched (pool free and busy); then the same call passes. */
+static void fault_sweep_backward(const char *name, int busy_pool) {
+  vecfile f;
+  if (!load(name, &f)) return;
+  float *bufs[BW_N];
+  tensor *ref[BW_N];
+  for (int i = 0; i < BW_N; i++) {
+    ref[i] = get(&f, bw_names[i]);
+    bufs[i] = ref[i] ? malloc((size_t)ref[i]->n * 4) : NULL;
+  }
+  int faults = 0, bad = 0;
+  for (long n = 1; n < 200; n++) {
+    fattn_context_options o;
+    fattn_context_options_init(&o);
+    o.num_threads = 1;
+    fattn_context *ctx = NULL;
+    if (fattn_context_create(&o, &ctx) != FATTN_SUCCESS) break;
+    int held[FATTN__MAX_WORKSPACES];
+    void *held_mem[FATTN__MAX_WORKSPACES];
+    for (int i = 0; i < FATTN__MAX_WORKSPACES; i++)
+      if (!busy_pool || fattn__workspace_acquire(ctx, 64, &held[i], &held_mem[i]) != FATTN_SUCCESS)
+        held_mem[i] = NULL;
+    for (int i = 0; i < BW_N; i++)
+      for (int64_t x = 0; ref[i] && x < ref[i]->n; x++)
+        bufs[i][x] = 777.0f;
+    fattn__fault_inject(n);
+    const fattn_status st = run_mha_backward(&f, ctx, bufs, 0, NULL);
+    const int injected = fattn__fault_pending() == 0;
+    fattn__fault_inject(0);
+    for (int i = 0; i < FATTN__MAX_WORKSPACES; i++)
+      if (held_mem[i]) fattn__workspace_done(ctx, held[i], held_mem[i]);
+    fattn_context_destroy(ctx);
+    if (!injected) {
+      int ok = st == FATTN_SUCCESS;
+      for (int i = 0; i < BW_N; i++)
+        if (ref[i]) ok &= compare(bufs[i], ref[i]->data, ref[i]->n, TOL_ABS, TOL_REL) <= 1;
+      EXPECT(ok, "%s backward after %d faults: %s", name, faults, fattn_last_error());
+      break;
+    }
+    faults++;
+    int untouched = 1;
+    for (int i = 0; i < BW_N; i++)
+      for (int64_t x = 0; ref[i] && x < ref[i]->n; x++)
+        untouched &= bufs[i][x] == 777.0f;
+    if (st != FATTN_ERROR_OUT_OF_MEMORY || !untouched || !fattn_last_error()[0]) bad++;
+    EXPECT(st == FATTN_ERROR_OUT_OF_MEMORY && untouched,
+           "%s backward fault %ld: %s, gradients untouched %d", name, n, fattn_status_string(st),
+           untouched);
+  }
+  printf("faults: %-32s backward: %d allocations failed in turn%s, %d mishandled\n", name, faults,
+         busy_pool ? " (pool busy)" : "", bad);
+  EXPECT(faults >= 3, "%s: only %d allocations seen", name, faults);
+  checks++;
+  for (int i = 0; i < BW_N; i++)
+    free(bufs[i]);
   unload(&f);
 }
 
@@ -454,6 +680,64 @@ static void test_bad(fattn_context *ctx) {
     printf("bad forward %-27s -> %s\n", fb[i].name, fattn_last_error());
     checks++;
   }
+  /* backward: bad arguments leave every gradient alone */
+  float dx[2 * 3 * 16], dk[2 * 3 * 16], dw[3 * 16 * 16], dq[16 * 16];
+  for (int i = 0; i < 2 * 3 * 16; i++)
+    dx[i] = dk[i] = 777.0f;
+  for (int i = 0; i < 3 * 16 * 16; i++)
+    dw[i] = 777.0f;
+  for (int i = 0; i < 16 * 16; i++)
+    dq[i] = 777.0f;
+  static const struct {
+    int what;
+    fattn_status want;
+    const char *name;
+  } bb[] = {{0, FATTN_ERROR_INVALID_ARGUMENT, "NULL dout"},
+            {1, FATTN_ERROR_INVALID_ARGUMENT, "dkey for key == query"},
+            {2, FATTN_ERROR_INVALID_ARGUMENT, "both weight forms"},
+            {3, FATTN_ERROR_INVALID_ARGUMENT, "key == query, other shape"},
+            {4, FATTN_ERROR_INVALID_ARGUMENT, "batch 0"},
+            {5, FATTN_ERROR_INVALID_ARGUMENT, "NULL grads"}};
+  for (size_t i = 0; i < sizeof bb / sizeof bb[0]; i++) {
+    fattn_mha_args_init(&a);
+    a.query = a.key = a.value = x, a.batch = 2, a.q_len = a.kv_len = 3;
+    fattn_mha_grads g;
+    fattn_mha_grads_init(&g);
+    g.dout = x, g.dquery = dx, g.params.in_proj_weight = dw;
+    if (bb[i].what == 0) g.dout = NULL;
+    if (bb[i].what == 1) g.dkey = dk;
+    if (bb[i].what == 2) g.params.q_proj_weight = dq;
+    if (bb[i].what == 3) a.kv_len = 2;
+    if (bb[i].what == 4) a.batch = 0;
+    const fattn_status st = fattn_mha_backward(ctx, m, &a, bb[i].what == 5 ? NULL : &g);
+    int untouched = 1;
+    for (int k = 0; k < 2 * 3 * 16; k++)
+      untouched &= dx[k] == 777.0f && dk[k] == 777.0f;
+    for (int k = 0; k < 3 * 16 * 16; k++)
+      untouched &= dw[k] == 777.0f;
+    for (int k = 0; k < 16 * 16; k++)
+      untouched &= dq[k] == 777.0f;
+    EXPECT(st == bb[i].want && untouched && fattn_last_error()[0],
+           "backward %s: %s, gradients untouched %d", bb[i].name, fattn_status_string(st),
+           untouched);
+    printf("bad backward %-26s -> %s\n", bb[i].name, fattn_last_error());
+    checks++;
+  }
+  fattn_mha_destroy(m);
+  /* a layer without biases has no bias gradient to give */
+  c.bias = 0;
+  EXPECT(fattn_mha_create(&c, &w, &m) == FATTN_SUCCESS, "no-bias layer");
+  {
+    fattn_mha_args_init(&a);
+    a.query = a.key = a.value = x, a.batch = 2, a.q_len = a.kv_len = 3;
+    fattn_mha_grads g;
+    fattn_mha_grads_init(&g);
+    g.dout = x, g.params.out_proj_bias = dq;
+    EXPECT(fattn_mha_backward(ctx, m, &a, &g) == FATTN_ERROR_INVALID_ARGUMENT && dq[0] == 777.0f,
+           "bias gradient of a layer without biases");
+    printf("bad backward %-26s -> %s\n", "bias grad, no biases", fattn_last_error());
+    checks++;
+  }
   fattn_mha_destroy(m);
   fattn_encoder_config ec;
   fattn_encoder_config_init(&ec, 16, 4);
@@ -483,6 +767,9 @@ int main(void) {
                                     "mha_nobias_seqfirst",
                                     "mha_no_weights",
                                     "mha_gqa"};
+  static const char *bw_files[] = {
+      "mha_bw_self",         "mha_bw_causal_seqfirst",  "mha_bw_cross_kdim_vdim",
+      "mha_bw_masks_nobias", "mha_bw_cross_float_mask", "mha_bw_gqa"};
   static const char *enc_files[] = {"encoder_post_relu", "encoder_pre_gelu_seqfirst_causal",
                                     "encoder_stack2_post", "encoder_stack2_pre"};
   /* every table this machine runs, each on 1 and 2 threads */
@@ -505,12 +792,19 @@ int main(void) {
       test_head_mask(ctx, "mha_self_seqfirst_perhead", keep1); /* one QKV GEMM per run */
       test_head_mask(ctx, "mha_gqa", keep_gqa); /* GQA: kv head 1 not needed at all */
       test_head_mask(ctx, "mha_cross_kdim_vdim_seqfirst", keep3); /* separate projections */
+      for (size_t i = 0; i < sizeof bw_files / sizeof bw_files[0]; i++)
+        test_mha_backward_file(bw_files[i], ctx, nt == 1);
+      static const uint8_t keep_bw[] = {0, 1, 1, 0};
+      test_backward_head_mask(ctx, "mha_bw_self", keep_bw);
+      test_backward_head_mask(ctx, "mha_bw_gqa", keep_gqa);
       test_gemm(ctx, fattn_backend_name(isas[k]));
       if (k == 0 && nt == 1) {
         test_bad(ctx);
         fault_sweep("mha_attn_mask_bool_and_padding", run_mha, 0); /* averaged weights */
         fault_sweep("mha_attn_mask_bool_and_padding", run_mha, 1);
         fault_sweep("mha_self_seqfirst_perhead", run_mha, 1); /* per-head weights */
+        fault_sweep_backward("mha_bw_masks_nobias", 0);
+        fault_sweep_backward("mha_bw_self", 1);
         fault_sweep("encoder_stack2_pre", run_encoder, 0);
         fault_sweep("encoder_stack2_pre", run_encoder, 1);
       }

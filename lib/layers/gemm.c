@@ -31,12 +31,17 @@ static int gemm_threads(const fattn_context *c) {
   return c->num_threads;
 }
 
-/* Rows k0 .. k1 of the Qt of X's rows [r0, r0 + mb) (fewer at the end),
- * padding rows zero. */
+/* Rows k0 .. k1 of the Qt of A's rows [r0, r0 + mb) (fewer at the end),
+ * padding rows zero. A stored transposed (x_t) is already Qt's layout: a
+ * copy of row segments. */
 static void pack_rows(const fattn__kernel_table *t, int64_t M, int64_t k0, int64_t k1,
-                      const float *X, int64_t ldx, int64_t r0, float *qt) {
+                      const float *X, int64_t ldx, int x_t, int64_t r0, float *qt) {
   const int64_t m = M - r0 < t->mr ? M - r0 : t->mr, rp = fattn__round_up(m, t->rw);
-  t->pack_q(m, k1 - k0, X + r0 * ldx + k0, ldx, 1.0f, qt + k0 * rp, rp);
+  if (x_t)
+    for (int64_t p = k0; p < k1; p++)
+      memcpy(qt + p * rp, X + p * ldx + r0, (size_t)m * sizeof(float));
+  else
+    t->pack_q(m, k1 - k0, X + r0 * ldx + k0, ldx, 1.0f, qt + k0 * rp, rp);
   for (int64_t p = k0; p < k1; p++)
     for (int64_t r = m; r < rp; r++)
       qt[p * rp + r] = 0.0f;
@@ -64,9 +69,10 @@ static gemm_layout gemm_plan(const fattn_context *c, int64_t M, int64_t N, int64
    * into a shared Qt, instead of once per item. Else each item packs its own. */
   g.shared = g.ncb > 1;
   g.qtb = fattn__ws_piece_bytes(K * g.mb);
-  /* per thread: Qt (K × mb; not when shared), St (NB × mb), ones (mb) */
-  g.per =
-      (g.shared ? 0 : g.qtb) + fattn__ws_piece_bytes(GEMM__NB * g.mb) + fattn__ws_piece_bytes(g.mb);
+  /* per thread: Qt (K × mb; not when shared), St (NB × mb), ones (mb), and
+   * the tile in rows (mb × NB) that an accumulating form adds to Y */
+  g.per = (g.shared ? 0 : g.qtb) + 2 * fattn__ws_piece_bytes(GEMM__NB * g.mb) +
+          fattn__ws_piece_bytes(g.mb);
   g.items = g.nrb * g.ncb;
   g.sharedb = g.shared ? g.nrb * g.qtb : 0;
   if (g.items < g.nth) g.nth = (int)g.items;
@@ -88,7 +94,16 @@ fattn_status fattn__gemm(fattn_context *c, int64_t M, int64_t N, int64_t K, cons
 fattn_status fattn__gemm_ws(fattn_context *c, int64_t M, int64_t N, int64_t K, const float *X,
                             int64_t ldx, const float *W, int64_t ldw, const float *bias, float *Y,
                             int64_t ldy, void *ws) {
+  const fattn__gemm_form plain = {0, 0, 0};
+  return fattn__gemm_ex(c, M, N, K, X, ldx, W, ldw, bias, Y, ldy, plain, ws);
+}
+
+fattn_status fattn__gemm_ex(fattn_context *c, int64_t M, int64_t N, int64_t K, const float *X,
+                            int64_t ldx, const float *W, int64_t ldw, const float *bias, float *Y,
+                            int64_t ldy, fattn__gemm_form form, void *ws) {
   if (M <= 0 || N <= 0) return FATTN_SUCCESS;
+  /* B's rows as qk reads K: row j at W + j·bstep, its elements sk apart */
+  const int64_t bstep = form.w_t ? 1 : ldw, sk = form.w_t ? ldw : 1;
   const fattn__kernel_table *t = c->table;
   const gemm_layout g = gemm_plan(c, M, N, K);
   const int64_t mb = g.mb, nrb = g.nrb, ncb = g.ncb, chunk = g.chunk, items = g.items;
@@ -111,6 +126,7 @@ fattn_status fattn__gemm_ws(fattn_context *c, int64_t M, int64_t N, int64_t K, c
     float *own = (float *)base;
     float *s = (float *)(base + (shared ? 0 : qtb));
     float *ones = (float *)((char *)s + fattn__ws_piece_bytes(GEMM__NB * mb));
+    float *rows = (float *)((char *)ones + fattn__ws_piece_bytes(mb));
     for (int64_t r = 0; r < mb; r++)
       ones[r] = 1.0f;
     if (shared) { /* slices of GEMM__KP along K, so that every thread packs */
@@ -118,7 +134,8 @@ fattn_status fattn__gemm_ws(fattn_context *c, int64_t M, int64_t N, int64_t K, c
 #pragma omp for schedule(static)
       for (int64_t x = 0; x < nrb * nks; x++) {
         const int64_t k0 = x % nks * GEMM__KP, k1 = k0 + GEMM__KP < K ? k0 + GEMM__KP : K;
-        pack_rows(t, M, k0, k1, X, ldx, x / nks * mb, (float *)((char *)mem + x / nks * qtb));
+        pack_rows(t, M, k0, k1, X, ldx, form.x_t, x / nks * mb,
+                  (float *)((char *)mem + x / nks * qtb));
       }
     } /* (the loop's barrier: every block packed before any is read) */
 #pragma omp for schedule(dynamic, 1)
@@ -127,12 +144,19 @@ fattn_status fattn__gemm_ws(fattn_context *c, int64_t M, int64_t N, int64_t K, c
       const int64_t m = M - r0 < mb ? M - r0 : mb, rp = fattn__round_up(m, t->rw);
       const int64_t cend = N - c0 < chunk ? N : c0 + chunk;
       float *qt = shared ? (float *)((char *)mem + it / ncb * qtb) : own;
-      if (!shared) pack_rows(t, M, 0, K, X, ldx, r0, qt);
+      if (!shared) pack_rows(t, M, 0, K, X, ldx, form.x_t, r0, qt);
       for (int64_t j0 = c0; j0 < cend; j0 += GEMM__NB) {
         const int64_t n = cend - j0 < GEMM__NB ? cend - j0 : GEMM__NB;
-        t->qk(rp, n, K, qt, W + j0 * ldw, ldw, 1, s, rp);
+        t->qk(rp, n, K, qt, W + j0 * bstep, bstep, sk, s, rp);
         float *y = Y + r0 * ldy + j0;
-        t->store_o(m, n, s, rp, ones, y, ldy);
+        if (form.acc) {
+          t->store_o(m, n, s, rp, ones, rows, GEMM__NB);
+          for (int64_t r = 0; r < m; r++)
+            for (int64_t j = 0; j < n; j++)
+              y[r * ldy + j] += rows[r * GEMM__NB + j];
+        } else {
+          t->store_o(m, n, s, rp, ones, y, ldy);
+        }
         if (bias)
           for (int64_t r = 0; r < m; r++)
             for (int64_t j = 0; j < n; j++)

@@ -249,10 +249,13 @@ static void build_mask(const fattn_mha *m, const fattn_mha_args *a, mask_plan *p
   p->t.data = buf;
 }
 
-static fattn_status check_args(const fattn_mha *m, const fattn_mha_args *a) {
+/* need_out: a forward (out is written); the backward reads the inputs only */
+static fattn_status check_args(const fattn_mha *m, const fattn_mha_args *a, int need_out) {
   if (!m || !a) return fattn__error(FATTN_ERROR_INVALID_ARGUMENT, "mha or args is NULL");
-  if (!a->query || !a->key || !a->value || !a->out)
-    return fattn__error(FATTN_ERROR_INVALID_ARGUMENT, "query, key, value and out are required");
+  if (!a->query || !a->key || !a->value || (need_out && !a->out))
+    return fattn__error(FATTN_ERROR_INVALID_ARGUMENT, need_out
+                                                          ? "query, key, value and out are required"
+                                                          : "query, key and value are required");
   if (a->batch <= 0 || a->q_len <= 0 || a->kv_len <= 0)
     return fattn__error(FATTN_ERROR_INVALID_ARGUMENT,
                         "batch (%lld), q_len (%lld) and kv_len (%lld) must be positive",
@@ -368,17 +371,67 @@ static fattn_status project(fattn_context *c, const fattn_mha *m, int64_t rows, 
   return st;
 }
 
+/* Where the projections live in one buffer: self-attention on the stacked
+ * weights (fused: one GEMM, rows of q | k | v), key = value (kv_fused: K | V
+ * per row), or three blocks. Offsets in floats from the buffer's start. */
+typedef struct proj_layout {
+  int fused, kv_fused;
+  int64_t qo, ko, vo, ldq, ldk, ldv, floats;
+} proj_layout;
+
+static proj_layout proj_plan(const fattn_mha *m, const fattn_mha_args *a) {
+  const int64_t rq = a->batch * a->q_len, rk = a->batch * a->kv_len, E = m->E, Ekv = m->Ekv;
+  proj_layout L;
+  L.fused = a->query == a->key && a->key == a->value && a->q_len == a->kv_len && m->kdim == E &&
+            m->vdim == E;
+  L.kv_fused = !L.fused && a->key == a->value && m->kdim == m->vdim;
+  if (L.fused) {
+    L.ldq = L.ldk = L.ldv = E + 2 * Ekv;
+    L.qo = 0, L.ko = E, L.vo = E + Ekv;
+    L.floats = rq * (E + 2 * Ekv);
+  } else {
+    L.ldq = E, L.qo = 0, L.ko = rq * E;
+    if (L.kv_fused)
+      L.ldk = L.ldv = 2 * Ekv, L.vo = L.ko + Ekv;
+    else
+      L.ldk = L.ldv = Ekv, L.vo = L.ko + rk * Ekv;
+    L.floats = rq * E + rk * 2 * Ekv;
+  }
+  return L;
+}
+
+/* The projections into P (laid out as L): the fewest GEMMs the inputs allow;
+ * with pruned heads (hm), one per run of kept heads (a pruned head's columns
+ * are never computed). */
+static fattn_status project_inputs(fattn_context *c, const fattn_mha *m, const fattn_mha_args *a,
+                                   const proj_layout *L, float *P, const uint8_t *hm) {
+  const int64_t rq = a->batch * a->q_len, rk = a->batch * a->kv_len, E = m->E, Ekv = m->Ekv;
+  float *Q = P + L->qo, *K = P + L->ko, *V = P + L->vo;
+  fattn_status st;
+  if (L->fused && !hm)
+    return fattn__gemm(c, rq, E + 2 * Ekv, E, a->query, E, m->wq, E, m->bq, P, L->ldq);
+  if (L->kv_fused && !hm) { /* Wk | Wv adjacent, rows of kdim */
+    st = project(c, m, rq, E, a->query, m->wq, m->bq, Q, L->ldq, NULL, 1);
+    if (st == FATTN_SUCCESS)
+      st = fattn__gemm(c, rk, 2 * Ekv, m->kdim, a->key, m->kdim, m->wk, m->kdim, m->bk, K, L->ldk);
+    return st;
+  }
+  st = project(c, m, rq, E, a->query, m->wq, m->bq, Q, L->ldq, hm, 1);
+  if (st == FATTN_SUCCESS)
+    st = project(c, m, rk, m->kdim, a->key, m->wk, m->bk, K, L->ldk, hm, m->G);
+  if (st == FATTN_SUCCESS)
+    st = project(c, m, rk, m->vdim, a->value, m->wv, m->bv, V, L->ldv, hm, m->G);
+  return st;
+}
+
 fattn_status fattn_mha_forward(fattn_context *ctx, const fattn_mha *m, const fattn_mha_args *a) {
-  fattn_status st = check_args(m, a);
+  fattn_status st = check_args(m, a, 1);
   if (st != FATTN_SUCCESS) return st;
   fattn_context *c;
   if ((st = fattn__context_resolve(ctx, &c)) != FATTN_SUCCESS) return st;
-  const int64_t B = a->batch, Lq = a->q_len, Lk = a->kv_len, E = m->E, Ekv = m->Ekv;
-  const int64_t rq = B * Lq, rk = B * Lk;
-  /* self-attention on the stacked weights: one GEMM for q, k and v */
-  const int fused =
-      a->query == a->key && a->key == a->value && Lq == Lk && m->kdim == E && m->vdim == E;
-  const int kv_fused = !fused && a->key == a->value && m->kdim == m->vdim;
+  const int64_t B = a->batch, Lq = a->q_len, Lk = a->kv_len, E = m->E;
+  const int64_t rq = B * Lq;
+  const proj_layout L = proj_plan(m, a);
   mask_plan mp = plan_mask(m, a);
   const int weights = a->attn_weights != NULL;
   /* workspace: projections, attention output A, the built mask, lse, one
@@ -387,13 +440,12 @@ fattn_status fattn_mha_forward(fattn_context *ctx, const fattn_mha *m, const fat
    * anything is written, so a forward that fails leaves out and attn_weights
    * untouched. (The projections and the attention, which write only this
    * workspace, get theirs from the pool as they go.) */
-  const int64_t nproj = fused ? rq * (E + 2 * Ekv) : rq * E + rk * 2 * Ekv;
   int64_t gemm_bytes = fattn__gemm_workspace_bytes(c, rq, E, E);
   if (weights) {
     const int64_t wb = fattn__gemm_workspace_bytes(c, Lq, Lk, m->hd);
     if (wb > gemm_bytes) gemm_bytes = wb;
   }
-  const int64_t pieces[] = {nproj,
+  const int64_t pieces[] = {L.floats,
                             rq * E,
                             (mp.kind == 2 ? mp.bytes : 0) / 4 + 1,
                             weights ? B * m->H * Lq : 0,
@@ -411,38 +463,9 @@ fattn_status fattn_mha_forward(fattn_context *ctx, const fattn_mha *m, const fat
   float *lse = (float *)(p += fattn__ws_piece_bytes(pieces[2]));
   float *tmp = (float *)(p += fattn__ws_piece_bytes(pieces[3]));
   void *gws = p += fattn__ws_piece_bytes(pieces[4]);
-
-  /* projections: the fewest GEMMs the inputs allow; with pruned heads, one
-   * per run of kept heads (a pruned head's columns are never computed) */
-  const uint8_t *hm = a->head_mask;
-  float *Q = P, *K = P, *V = P;
-  int64_t ldq = E, ldk = Ekv, ldv = Ekv;
-  if (fused) {
-    ldq = ldk = ldv = E + 2 * Ekv;
-    Q = P, K = P + E, V = P + E + Ekv;
-    if (!hm) {
-      st = fattn__gemm(c, rq, E + 2 * Ekv, E, a->query, E, m->wq, E, m->bq, P, ldq);
-    } else {
-      st = project(c, m, rq, E, a->query, m->wq, m->bq, Q, ldq, hm, 1);
-      if (st == FATTN_SUCCESS) st = project(c, m, rq, E, a->query, m->wk, m->bk, K, ldk, hm, m->G);
-      if (st == FATTN_SUCCESS) st = project(c, m, rq, E, a->query, m->wv, m->bv, V, ldv, hm, m->G);
-    }
-  } else {
-    st = project(c, m, rq, E, a->query, m->wq, m->bq, Q, ldq, hm, 1);
-    float *KV = P + rq * E;
-    if (kv_fused) { /* one buffer, K | V per row */
-      ldk = ldv = 2 * Ekv, K = KV, V = KV + Ekv;
-      if (st == FATTN_SUCCESS && !hm) /* Wk | Wv adjacent, rows of kdim */
-        st = fattn__gemm(c, rk, 2 * Ekv, m->kdim, a->key, m->kdim, m->wk, m->kdim, m->bk, KV, ldk);
-    } else {
-      ldk = ldv = Ekv, K = KV, V = KV + rk * Ekv;
-    }
-    if (st == FATTN_SUCCESS && (hm || !kv_fused)) {
-      st = project(c, m, rk, m->kdim, a->key, m->wk, m->bk, K, ldk, hm, m->G);
-      if (st == FATTN_SUCCESS)
-        st = project(c, m, rk, m->vdim, a->value, m->wv, m->bv, V, ldv, hm, m->G);
-    }
-  }
+  float *Q = P + L.qo, *K = P + L.ko, *V = P + L.vo;
+  const int64_t ldq = L.ldq, ldk = L.ldk, ldv = L.ldv;
+  st = project_inputs(c, m, a, &L, P, a->head_mask);
   if (mp.kind == 2) build_mask(m, a, &mp, mbuf);
 
   /* attention: all heads at once, or runs of kept heads (pruned ones: zeros) */
@@ -485,4 +508,163 @@ fattn_status fattn_mha_forward(fattn_context *ctx, const fattn_mha *m, const fat
   if (st == FATTN_SUCCESS) st = fattn__gemm_ws(c, rq, E, E, A, E, m->wo, E, m->bo, a->out, E, gws);
   fattn__workspace_done(c, slot, mem);
   return st;
+}
+
+/* ---- backward ------------------------------------------------------------------- */
+
+void fattn_mha_grads_init(fattn_mha_grads *g) {
+  if (g) memset(g, 0, sizeof *g);
+}
+
+/* dst[j] (+)= Σ_r x[r·ld + j] for j < n (in double, rows in order) */
+static void col_sums(int64_t rows, int64_t n, const float *x, int64_t ld, float *dst, int acc) {
+  for (int64_t j = 0; j < n; j++) {
+    double s = 0;
+    for (int64_t r = 0; r < rows; r++)
+      s += x[r * ld + j];
+    dst[j] = (float)(acc ? dst[j] + s : s);
+  }
+}
+
+static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+fattn_status fattn_mha_backward(fattn_context *ctx, const fattn_mha *m, const fattn_mha_args *a,
+                                const fattn_mha_grads *g) {
+  fattn_status st = check_args(m, a, 0);
+  if (st != FATTN_SUCCESS) return st;
+  if (!g || !g->dout)
+    return fattn__error(FATTN_ERROR_INVALID_ARGUMENT, "grads and grads->dout are required");
+  const int64_t B = a->batch, Lq = a->q_len, Lk = a->kv_len, E = m->E, Ekv = m->Ekv;
+  const int64_t rq = B * Lq, rk = B * Lk;
+  const fattn_mha_param_grads *pg = &g->params;
+  const int in_proj = pg->in_proj_weight != NULL;
+  if (in_proj && (pg->q_proj_weight || pg->k_proj_weight || pg->v_proj_weight))
+    return fattn__error(FATTN_ERROR_INVALID_ARGUMENT,
+                        "give the gradient of in_proj_weight or those of q/k/v_proj_weight, "
+                        "not both");
+  if (in_proj && (m->kdim != E || m->vdim != E))
+    return fattn__error(FATTN_ERROR_INVALID_ARGUMENT,
+                        "an in_proj_weight gradient needs kdim = vdim = embed_dim (%lld)",
+                        (long long)E);
+  if (!m->bq && (pg->in_proj_bias || pg->out_proj_bias))
+    return fattn__error(FATTN_ERROR_INVALID_ARGUMENT, "the layer has no biases to differentiate");
+  /* the three inputs, their gradients and where each one's goes */
+  const float *in[3] = {a->query, a->key, a->value};
+  float *dx[3] = {g->dquery, g->dkey, g->dvalue};
+  const int64_t rows[3] = {rq, rk, rk}, feats[3] = {E, m->kdim, m->vdim};
+  int to[3];
+  for (int i = 0; i < 3; i++) {
+    to[i] = i;
+    for (int j = 0; j < i && to[i] == i; j++)
+      if (in[j] == in[i]) to[i] = j;
+    if (to[i] == i) continue;
+    static const char *const nm[3] = {"query", "key", "value"};
+    if (dx[i])
+      return fattn__error(FATTN_ERROR_INVALID_ARGUMENT,
+                          "%s is the same buffer as %s: its gradient goes to d%s; d%s must be NULL",
+                          nm[i], nm[to[i]], nm[to[i]], nm[i]);
+    if (rows[i] != rows[to[i]] || feats[i] != feats[to[i]])
+      return fattn__error(FATTN_ERROR_INVALID_ARGUMENT,
+                          "%s is the same buffer as %s but of another shape", nm[i], nm[to[i]]);
+  }
+  fattn_context *c;
+  if ((st = fattn__context_resolve(ctx, &c)) != FATTN_SUCCESS) return st;
+
+  const proj_layout L = proj_plan(m, a);
+  mask_plan mp = plan_mask(m, a);
+  const int64_t nproj[3] = {E, Ekv, Ekv};
+  int64_t gb =
+      max64(fattn__gemm_workspace_bytes(c, rq, E, E), fattn__gemm_workspace_bytes(c, E, E, rq));
+  for (int i = 0; i < 3; i++) {
+    gb = max64(gb, fattn__gemm_workspace_bytes(c, rows[i], feats[i], nproj[i]));
+    gb = max64(gb, fattn__gemm_workspace_bytes(c, nproj[i], feats[i], rows[i]));
+  }
+  /* workspace: projections P, their gradients dP (three blocks dQ | dK | dV,
+   * whatever P's layout: fattn_sdpa_backward's outputs may not interleave),
+   * the attention output A and its gradient dA, the built mask, lse, the
+   * GEMMs' */
+  const int64_t pieces[] = {
+      L.floats,      L.floats,  rq * E, rq * E, (mp.kind == 2 ? mp.bytes : 0) / 4 + 1,
+      B * m->H * Lq, gb / 4 + 1};
+  int64_t bytes = 0;
+  for (size_t i = 0; i < sizeof pieces / sizeof pieces[0]; i++)
+    bytes += fattn__ws_piece_bytes(pieces[i]);
+  int slot;
+  void *mem;
+  if ((st = fattn__workspace_acquire(c, (size_t)bytes, &slot, &mem)) != FATTN_SUCCESS) return st;
+  char *p = mem;
+  float *P = (float *)p, *dP = (float *)(p += fattn__ws_piece_bytes(pieces[0]));
+  float *A = (float *)(p += fattn__ws_piece_bytes(pieces[1]));
+  float *dA = (float *)(p += fattn__ws_piece_bytes(pieces[2]));
+  void *mbuf = p += fattn__ws_piece_bytes(pieces[3]);
+  float *lse = (float *)(p += fattn__ws_piece_bytes(pieces[4]));
+  void *gws = p += fattn__ws_piece_bytes(pieces[5]);
+  const int64_t off[3] = {0, rq * E, rq * E + rk * Ekv}, ld[3] = {E, Ekv, Ekv};
+  float *Q = P + L.qo, *K = P + L.ko, *V = P + L.vo;
+
+  /* the forward, recomputed: every head (a pruned one's output is then zeroed,
+   * and so is its output gradient: it gives nothing to any gradient) */
+  st = project_inputs(c, m, a, &L, P, NULL);
+  if (mp.kind == 2) build_mask(m, a, &mp, mbuf);
+  if (st == FATTN_SUCCESS) st = attend(c, m, a, Q, L.ldq, K, L.ldk, V, L.ldv, A, &mp, lse, 0, m->H);
+  const fattn__gemm_form dx_form = {0, 1, 0}; /* dX = dY·W: W read transposed */
+  if (st == FATTN_SUCCESS)
+    st = fattn__gemm_ex(c, rq, E, E, g->dout, E, m->wo, E, NULL, dA, E, dx_form, gws);
+  for (int64_t h = 0; st == FATTN_SUCCESS && a->head_mask && h < m->H; h++)
+    if (!a->head_mask[h])
+      for (int64_t r = 0; r < rq; r++) {
+        memset(A + r * E + h * m->hd, 0, (size_t)m->hd * sizeof(float));
+        memset(dA + r * E + h * m->hd, 0, (size_t)m->hd * sizeof(float));
+      }
+  if (st == FATTN_SUCCESS) { /* the attention's backward: dQ, dK, dV into dP */
+    fattn_tensor q = head_view(m, Q, L.ldq, B, Lq, m->H, 0);
+    fattn_tensor k = head_view(m, K, L.ldk, B, Lk, m->Hkv, 0);
+    fattn_tensor v = head_view(m, V, L.ldv, B, Lk, m->Hkv, 0);
+    fattn_tensor o = head_view(m, A, E, B, Lq, m->H, 0);
+    fattn_tensor dout = head_view(m, dA, E, B, Lq, m->H, 0);
+    fattn_tensor dq = head_view(m, dP + off[0], ld[0], B, Lq, m->H, 0);
+    fattn_tensor dk = head_view(m, dP + off[1], ld[1], B, Lk, m->Hkv, 0);
+    fattn_tensor dv = head_view(m, dP + off[2], ld[2], B, Lk, m->Hkv, 0);
+    fattn_tensor lt = fattn_tensor_contiguous(lse, FATTN_F32, B, m->H, Lq, 1);
+    fattn_sdpa_params sp;
+    fattn_sdpa_params_init(&sp);
+    sp.causal = a->is_causal ? FATTN_CAUSAL_TOP_LEFT : FATTN_CAUSAL_NONE;
+    sp.backend = c->layer_backend;
+    if (mp.kind) sp.attn_mask = &mp.t;
+    st = fattn_sdpa_backward(c, &q, &k, &v, &o, &dout, &lt, &dq, &dk, &dv, &sp);
+  }
+  if (st != FATTN_SUCCESS) {
+    fattn__workspace_done(c, slot, mem);
+    return st;
+  }
+
+  /* Only now the caller's buffers (nothing below can fail). */
+  const int acc = g->accumulate != 0;
+  const fattn__gemm_form dw_form = {1, 1, acc}; /* dW = dYᵀ·X: both read transposed */
+  if (pg->out_proj_weight)
+    fattn__gemm_ex(c, E, E, rq, g->dout, E, A, E, NULL, pg->out_proj_weight, E, dw_form, gws);
+  if (pg->out_proj_bias) col_sums(rq, E, g->dout, E, pg->out_proj_bias, acc);
+  float *dw[3] = {pg->q_proj_weight, pg->k_proj_weight, pg->v_proj_weight};
+  if (in_proj) dw[0] = pg->in_proj_weight, dw[1] = dw[0] + E * E, dw[2] = dw[1] + Ekv * E;
+  for (int i = 0; i < 3; i++) {
+    if (dw[i])
+      fattn__gemm_ex(c, nproj[i], feats[i], rows[i], dP + off[i], ld[i], in[i], feats[i], NULL,
+                     dw[i], feats[i], dw_form, gws);
+    if (pg->in_proj_bias)
+      col_sums(rows[i], nproj[i], dP + off[i], ld[i],
+               pg->in_proj_bias + (i ? E + (i - 1) * Ekv : 0), acc);
+  }
+  /* dX = dQ·Wq (+ dK·Wk + dV·Wv where key / value are the same buffer) */
+  const float *w[3] = {m->wq, m->wk, m->wv};
+  int written[3] = {0, 0, 0};
+  for (int i = 0; i < 3; i++) {
+    float *d = dx[to[i]];
+    if (!d) continue;
+    fattn__gemm_form f = {0, 1, acc || written[to[i]]};
+    fattn__gemm_ex(c, rows[i], feats[i], nproj[i], dP + off[i], ld[i], w[i], feats[i], NULL, d,
+                   feats[i], f, gws);
+    written[to[i]] = 1;
+  }
+  fattn__workspace_done(c, slot, mem);
+  return FATTN_SUCCESS;
 }

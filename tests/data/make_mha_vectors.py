@@ -43,7 +43,7 @@ def cfg(**kw):
 
 def mha_case(name, E, H, B, Lq, Lk, kdim=None, vdim=None, bias=True, batch_first=True,
              self_attn=False, kpm=None, attn_mask=None, causal=False, need_weights=True,
-             average=True, seed=0):
+             average=True, backward=False, seed=0):
     torch.manual_seed(seed)
     m = nn.MultiheadAttention(E, H, bias=bias, batch_first=batch_first, kdim=kdim, vdim=vdim)
     with torch.no_grad():  # biases are zero by default: make them count
@@ -52,9 +52,9 @@ def mha_case(name, E, H, B, Lq, Lk, kdim=None, vdim=None, bias=True, batch_first
     m.eval()
     kd, vd = kdim or E, vdim or E
     shp = (lambda L, F: (B, L, F)) if batch_first else (lambda L, F: (L, B, F))
-    q = torch.randn(*shp(Lq, E))
-    k = q if self_attn else torch.randn(*shp(Lk, kd))
-    v = q if self_attn else torch.randn(*shp(Lk, vd))
+    q = torch.randn(*shp(Lq, E)).requires_grad_(backward)
+    k = q if self_attn else torch.randn(*shp(Lk, kd)).requires_grad_(backward)
+    v = q if self_attn else torch.randn(*shp(Lk, vd)).requires_grad_(backward)
     mask = attn_mask
     if causal:  # PyTorch 1.13's MHA has no is_causal: the float mask it stands for
         mask = torch.triu(torch.full((Lq, Lk), float("-inf")), diagonal=1)
@@ -73,10 +73,28 @@ def mha_case(name, E, H, B, Lq, Lk, kdim=None, vdim=None, bias=True, batch_first
     t.append(("out", out))
     if need_weights:
         t.append(("attn_weights", w))
+    if backward:
+        t += backward_tensors(out, m.named_parameters(), [("query", q), ("key", k), ("value", v)])
     write(name, t)
 
 
-def gqa_case(name, E, H, Hkv, B, L, seed=0):
+def backward_tensors(out, params, inputs):
+    """dout (seeded), and autograd's gradients: grad_<parameter name> and
+    grad_<input> (an input given twice, as in self-attention, once)."""
+    dout = torch.randn(out.shape)
+    params = list(params)
+    out.backward(dout)
+    t = [("dout", dout)]
+    t += [("grad_" + pn, p.grad) for pn, p in params]
+    seen = []
+    for n, x in inputs:
+        if not any(x is y for y in seen):
+            seen.append(x)
+            t.append(("grad_" + n, x.grad))
+    return t
+
+
+def gqa_case(name, E, H, Hkv, B, L, backward=False, seed=0):
     """Grouped-query attention: PyTorch has no GQA layer, so the reference is
     written out: projections, K/V heads repeat_interleave'd to H, softmax."""
     torch.manual_seed(seed)
@@ -85,6 +103,8 @@ def gqa_case(name, E, H, Hkv, B, L, seed=0):
     bvec = torch.rand(E + 2 * Ekv) - 0.5
     Wo, bo = torch.rand(E, E) - 0.5, torch.rand(E) - 0.5
     x = torch.randn(B, L, E)
+    for p in (W, bvec, Wo, bo, x):
+        p.requires_grad_(backward)
     qkv = x @ W.T + bvec
     q, k, v = qkv.split([E, Ekv, Ekv], dim=-1)
     q = q.view(B, L, H, hd).transpose(1, 2)
@@ -99,6 +119,10 @@ def gqa_case(name, E, H, Hkv, B, L, seed=0):
     t += [("in_proj_weight", W), ("in_proj_bias", bvec), ("out_proj.weight", Wo),
           ("out_proj.bias", bo), ("query", x), ("key", x), ("value", x), ("out", o),
           ("attn_weights", w)]
+    if backward:
+        t += backward_tensors(o, [("in_proj_weight", W), ("in_proj_bias", bvec),
+                                  ("out_proj.weight", Wo), ("out_proj.bias", bo)],
+                              [("query", x)])
     write(name, t)
 
 
@@ -158,6 +182,18 @@ def main():
     mha_case("mha_no_weights", E=16, H=4, B=1, Lq=9, Lk=9, self_attn=True, need_weights=False,
              seed=12)
     gqa_case("mha_gqa", E=16, H=4, Hkv=2, B=2, L=6, seed=13)
+    # the backward (dout, then autograd's gradients of the parameters and inputs)
+    mha_case("mha_bw_self", E=16, H=4, B=2, Lq=5, Lk=5, self_attn=True, need_weights=False,
+             backward=True, seed=31)
+    mha_case("mha_bw_causal_seqfirst", E=16, H=2, B=2, Lq=7, Lk=7, self_attn=True, causal=True,
+             batch_first=False, need_weights=False, backward=True, seed=32)
+    mha_case("mha_bw_cross_kdim_vdim", E=12, H=3, B=2, Lq=4, Lk=6, kdim=7, vdim=5,
+             need_weights=False, backward=True, seed=33)
+    mha_case("mha_bw_masks_nobias", E=16, H=4, B=2, Lq=3, Lk=6, attn_mask=amb, kpm=kpm,
+             bias=False, need_weights=False, backward=True, seed=34)
+    mha_case("mha_bw_cross_float_mask", E=16, H=4, B=2, Lq=3, Lk=6,
+             attn_mask=torch.randn(2 * 4, 3, 6), need_weights=False, backward=True, seed=35)
+    gqa_case("mha_bw_gqa", E=16, H=4, Hkv=2, B=2, L=6, backward=True, seed=36)
     encoder_case("encoder_post_relu", E=16, H=4, F=32, B=2, L=6,
                  kpm=torch.tensor([[False] * 6, [False] * 4 + [True] * 2]), seed=20)
     encoder_case("encoder_pre_gelu_seqfirst_causal", E=16, H=2, F=24, B=2, L=5,
