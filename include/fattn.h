@@ -17,7 +17,7 @@ extern "C" {
 #endif
 
 #define FATTN_VERSION_MAJOR 0
-#define FATTN_VERSION_MINOR 6
+#define FATTN_VERSION_MINOR 7
 #define FATTN_VERSION_PATCH 0
 
 #if defined(_WIN32) && defined(FATTN_SHARED_BUILD)
@@ -463,6 +463,39 @@ typedef struct fattn_encoder_args {
 FATTN_API void fattn_encoder_args_init(fattn_encoder_args *a);
 FATTN_API fattn_status fattn_encoder_forward(fattn_context *ctx, const fattn_encoder *enc,
                                              const fattn_encoder_args *args);
+
+/* The encoder's backward pass (0.7): autograd's gradients of
+ * nn.TransformerEncoder (f32, eval: no dropout) for the arguments of a
+ * forward call (args->out is not read). The forward is recomputed, keeping
+ * each layer's input (num_layers · B · L · E floats of workspace), then the
+ * layers are differentiated last to first: LayerNorm, the FFN (ReLU, or
+ * exact GELU), fattn_mha_backward for the self-attention. Bitwise identical
+ * for any thread count. Any gradient pointer may be NULL: not computed. */
+typedef struct fattn_encoder_layer_grads { /* one layer's, as fattn_encoder_layer_weights */
+  fattn_mha_param_grads self_attn;
+  float *linear1_weight, *linear1_bias, *linear2_weight, *linear2_bias;
+  float *norm1_weight, *norm1_bias, *norm2_weight, *norm2_bias;
+} fattn_encoder_layer_grads;
+
+typedef struct fattn_encoder_grads {
+  const float *dout;                       /* dL/d(out), out's layout (required) */
+  float *dsrc;                             /* dL/d(src) */
+  const fattn_encoder_layer_grads *layers; /* num_layers entries, or NULL: no parameter
+                                              gradients (biases: only with cfg.bias) */
+  int accumulate; /* nonzero: add into every gradient buffer; zero: overwrite */
+} fattn_encoder_grads;
+
+/* All NULL, overwrite. */
+FATTN_API void fattn_encoder_grads_init(fattn_encoder_grads *g);
+
+/* Bad arguments are found before anything is written. The gradients are
+ * written layer by layer: a failure to get memory partway (OUT_OF_MEMORY)
+ * may leave the parameter gradients of the layers after the failing one
+ * written, dsrc never. */
+FATTN_API fattn_status fattn_encoder_backward(fattn_context *ctx /* NULL = default */,
+                                              const fattn_encoder *enc,
+                                              const fattn_encoder_args *args,
+                                              const fattn_encoder_grads *grads);
 
 #define FATTN_ISA_STRING_MAX 64
 

@@ -370,6 +370,10 @@ int64_t fattn__gemm_workspace_bytes(const fattn_context *c, int64_t M, int64_t N
  *   B[j][p] = W[j·ldw + p], or W[p·ldw + j] when w_t,
  * Y overwritten, or added to when acc. Same workspace rule as fattn__gemm_ws
  * (fattn__gemm_workspace_bytes covers every form). */
+/* dst[j] = Σ_r x[r·ld + j] for j < n (added to dst[j] when acc): in double,
+ * rows in order (a bias's gradient, the same bits for any thread count). */
+void fattn__col_sums(int64_t rows, int64_t n, const float *x, int64_t ld, float *dst, int acc);
+
 typedef struct fattn__gemm_form {
   int x_t, w_t, acc;
 } fattn__gemm_form;

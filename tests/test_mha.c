@@ -327,9 +327,9 @@ static void test_backward_head_mask(fattn_context *ctx, const char *name, const 
   unload(&f);
 }
 
-/* Creates the file's encoder, runs it into out, destroys it. */
-static fattn_status run_encoder(vecfile *f, fattn_context *ctx, float *out, float *unused) {
-  (void)unused;
+/* The file's encoder and its forward arguments (out as given). */
+static fattn_status make_encoder(vecfile *f, fattn_encoder **enc, fattn_encoder_args *a,
+                                 float *out) {
   fattn_encoder_config c;
   fattn_encoder_config_init(&c, cfg(f, "embed_dim"), cfg(f, "num_heads"));
   c.dim_feedforward = cfg(f, "dim_feedforward");
@@ -357,21 +357,153 @@ static fattn_status run_encoder(vecfile *f, fattn_context *ctx, float *out, floa
     W(norm2_bias, "norm2.bias");
 #undef W
   }
-  fattn_encoder *enc = NULL;
-  fattn_status st = fattn_encoder_create(&c, lw, &enc);
+  *enc = NULL;
+  fattn_status st = fattn_encoder_create(&c, lw, enc);
   if (st != FATTN_SUCCESS) return st;
   tensor *kp = get(f, "src_key_padding_mask");
+  fattn_encoder_args_init(a);
+  a->src = getf(f, "src");
+  a->batch = cfg(f, "batch");
+  a->seq_len = cfg(f, "seq_len");
+  if (kp) a->src_key_padding_mask = kp->data;
+  a->is_causal = (int)cfg(f, "is_causal");
+  a->out = out;
+  return FATTN_SUCCESS;
+}
+
+/* Creates the file's encoder, runs it into out, destroys it. */
+static fattn_status run_encoder(vecfile *f, fattn_context *ctx, float *out, float *unused) {
+  (void)unused;
+  fattn_encoder *enc;
   fattn_encoder_args a;
-  fattn_encoder_args_init(&a);
-  a.src = getf(f, "src");
-  a.batch = cfg(f, "batch");
-  a.seq_len = cfg(f, "seq_len");
-  if (kp) a.src_key_padding_mask = kp->data;
-  a.is_causal = (int)cfg(f, "is_causal");
-  a.out = out;
+  fattn_status st = make_encoder(f, &enc, &a, out);
+  if (st != FATTN_SUCCESS) return st;
   st = fattn_encoder_forward(ctx, enc, &a);
   fattn_encoder_destroy(enc);
   return st;
+}
+
+/* The encoder's backward against autograd: every parameter's gradient and
+ * src's; accumulate; 1 and 3 threads bitwise (threads_check). */
+enum { ENC_BW = 12, ENC_MAXL = 4 };
+static const char *const enc_bw_names[ENC_BW] = {"self_attn.in_proj_weight",
+                                                 "self_attn.in_proj_bias",
+                                                 "self_attn.out_proj.weight",
+                                                 "self_attn.out_proj.bias",
+                                                 "linear1.weight",
+                                                 "linear1.bias",
+                                                 "linear2.weight",
+                                                 "linear2.bias",
+                                                 "norm1.weight",
+                                                 "norm1.bias",
+                                                 "norm2.weight",
+                                                 "norm2.bias"};
+
+static fattn_status run_encoder_backward(vecfile *f, fattn_context *ctx, float *bufs[][ENC_BW],
+                                         float *dsrc, int acc) {
+  fattn_encoder *enc;
+  fattn_encoder_args a;
+  fattn_status st = make_encoder(f, &enc, &a, NULL);
+  if (st != FATTN_SUCCESS) return st;
+  fattn_encoder_layer_grads lg[ENC_MAXL];
+  memset(lg, 0, sizeof lg);
+  for (int64_t i = 0; i < cfg(f, "layers") && i < ENC_MAXL; i++) {
+    float **dst[ENC_BW] = {&lg[i].self_attn.in_proj_weight,
+                           &lg[i].self_attn.in_proj_bias,
+                           &lg[i].self_attn.out_proj_weight,
+                           &lg[i].self_attn.out_proj_bias,
+                           &lg[i].linear1_weight,
+                           &lg[i].linear1_bias,
+                           &lg[i].linear2_weight,
+                           &lg[i].linear2_bias,
+                           &lg[i].norm1_weight,
+                           &lg[i].norm1_bias,
+                           &lg[i].norm2_weight,
+                           &lg[i].norm2_bias};
+    for (int k = 0; k < ENC_BW; k++)
+      *dst[k] = bufs[i][k];
+  }
+  fattn_encoder_grads g;
+  fattn_encoder_grads_init(&g);
+  g.dout = getf(f, "dout");
+  g.dsrc = dsrc;
+  g.layers = lg;
+  g.accumulate = acc;
+  st = fattn_encoder_backward(ctx, enc, &a, &g);
+  fattn_encoder_destroy(enc);
+  return st;
+}
+
+static void test_encoder_backward_file(const char *name, fattn_context *ctx, int threads_check) {
+  vecfile f;
+  if (!load(name, &f)) return;
+  const int64_t nl = cfg(&f, "layers");
+  float *bufs[ENC_MAXL][ENC_BW] = {{0}}, *again[ENC_MAXL][ENC_BW] = {{0}};
+  tensor *ref[ENC_MAXL][ENC_BW] = {{0}}, *rsrc = get(&f, "grad_src");
+  for (int64_t i = 0; i < nl && i < ENC_MAXL; i++)
+    for (int k = 0; k < ENC_BW; k++) {
+      char key[96];
+      snprintf(key, sizeof key, "grad_layers.%lld.%s", (long long)i, enc_bw_names[k]);
+      ref[i][k] = get(&f, key);
+      EXPECT(ref[i][k] != NULL, "%s: no %s", name, key);
+      if (!ref[i][k]) continue;
+      bufs[i][k] = malloc((size_t)ref[i][k]->n * 4);
+      again[i][k] = malloc((size_t)ref[i][k]->n * 4);
+      for (int64_t x = 0; x < ref[i][k]->n; x++)
+        bufs[i][k][x] = 555.0f;
+    }
+  float *dsrc = malloc((size_t)rsrc->n * 4), *dsrc2 = malloc((size_t)rsrc->n * 4);
+  double worst = 0, worst_acc = 0;
+  for (int pass = 0; pass < 2; pass++) { /* overwrite, then accumulate: twice autograd's */
+    EXPECT(run_encoder_backward(&f, ctx, bufs, dsrc, pass) == FATTN_SUCCESS, "%s backward: %s",
+           name, fattn_last_error());
+    double *w = pass ? &worst_acc : &worst;
+    for (int64_t i = 0; i <= nl && i < ENC_MAXL; i++)
+      for (int k = 0; k < ENC_BW; k++) {
+        const tensor *r = i == nl ? (k ? NULL : rsrc) : ref[i][k];
+        const float *got = i == nl ? dsrc : bufs[i][k];
+        if (!r) continue;
+        float *want = malloc((size_t)r->n * 4);
+        for (int64_t x = 0; x < r->n; x++) /* dsrc is overwritten by the second pass too */
+          want[x] = (pass && i < nl ? 2.0f : 1.0f) * ((const float *)r->data)[x];
+        if (pass && i == nl) { /* dsrc accumulated: its first value + autograd's */
+          for (int64_t x = 0; x < r->n; x++)
+            want[x] *= 2.0f;
+        }
+        const double e = compare(got, want, r->n, ENC_TOL_ABS, ENC_TOL_REL);
+        EXPECT(e <= 1, "%s: %s %s err/tol %.3g", name, i == nl ? "src" : enc_bw_names[k],
+               pass ? "accumulated" : "", e);
+        if (!(e <= *w)) *w = e;
+        free(want);
+      }
+  }
+  int same = 1;
+  if (threads_check) {
+    fattn_context_options o;
+    fattn_context_options_init(&o);
+    o.num_threads = 3;
+    fattn_context *c3 = NULL, *c1 = NULL;
+    EXPECT(fattn_context_create(&o, &c3) == FATTN_SUCCESS, "context");
+    o.num_threads = 1;
+    EXPECT(fattn_context_create(&o, &c1) == FATTN_SUCCESS, "context");
+    EXPECT(run_encoder_backward(&f, c1, bufs, dsrc, 0) == FATTN_SUCCESS, "1 thread");
+    EXPECT(run_encoder_backward(&f, c3, again, dsrc2, 0) == FATTN_SUCCESS, "3 threads");
+    same = memcmp(dsrc, dsrc2, (size_t)rsrc->n * 4) == 0;
+    for (int64_t i = 0; i < nl && i < ENC_MAXL; i++)
+      for (int k = 0; k < ENC_BW; k++)
+        if (ref[i][k]) same &= memcmp(bufs[i][k], again[i][k], (size_t)ref[i][k]->n * 4) == 0;
+    EXPECT(same, "%s backward: 1 and 3 threads differ", name);
+    fattn_context_destroy(c1);
+    fattn_context_destroy(c3);
+  }
+  printf("%-36s backward err/tol %.3f, accumulated %.3f%s\n", name, worst, worst_acc,
+         threads_check ? (same ? ", 1 = 3 threads bitwise" : ", THREADS DIFFER") : "");
+  checks++;
+  for (int64_t i = 0; i < ENC_MAXL; i++)
+    for (int k = 0; k < ENC_BW; k++)
+      free(bufs[i][k]), free(again[i][k]);
+  free(dsrc), free(dsrc2);
+  unload(&f);
 }
 
 static void test_encoder_file(const char *name, fattn_context *ctx) {
@@ -751,6 +883,42 @@ static void test_bad(fattn_context *ctx) {
          "missing encoder weights");
   printf("bad encoder -> %s\n", fattn_last_error());
   checks += 2;
+  /* encoder backward: bad arguments leave the gradients alone */
+  {
+    vecfile f;
+    if (!load("encoder_bw_stack2_pre_relu", &f)) return;
+    fattn_encoder_args ea;
+    EXPECT(make_encoder(&f, &enc, &ea, NULL) == FATTN_SUCCESS, "encoder");
+    float gsrc[2 * 4 * 8], gw[8];
+    for (int i = 0; i < 2 * 4 * 8; i++)
+      gsrc[i] = 777.0f;
+    for (int i = 0; i < 8; i++)
+      gw[i] = 777.0f;
+    fattn_encoder_layer_grads lg[2];
+    memset(lg, 0, sizeof lg);
+    lg[1].norm1_weight = gw;
+    lg[1].self_attn.in_proj_weight = gw, lg[1].self_attn.q_proj_weight = gw;
+    fattn_encoder_grads eg;
+    fattn_encoder_grads_init(&eg);
+    eg.dout = getf(&f, "dout"), eg.dsrc = gsrc, eg.layers = lg;
+    const fattn_status s1 = fattn_encoder_backward(ctx, enc, &ea, &eg); /* both forms */
+    printf("bad encoder backward -> %s\n", fattn_last_error());
+    eg.layers = NULL, eg.dout = NULL;
+    const fattn_status s2 = fattn_encoder_backward(ctx, enc, &ea, &eg);
+    printf("bad encoder backward -> %s\n", fattn_last_error());
+    eg.dout = getf(&f, "dout"), ea.batch = 0;
+    const fattn_status s3 = fattn_encoder_backward(ctx, enc, &ea, &eg);
+    int untouched = gw[0] == 777.0f;
+    for (int i = 0; i < 2 * 4 * 8; i++)
+      untouched &= gsrc[i] == 777.0f;
+    EXPECT(s1 == FATTN_ERROR_INVALID_ARGUMENT && s2 == FATTN_ERROR_INVALID_ARGUMENT &&
+               s3 == FATTN_ERROR_INVALID_ARGUMENT && untouched,
+           "encoder backward bad arguments: %d %d %d, untouched %d", (int)s1, (int)s2, (int)s3,
+           untouched);
+    checks++;
+    fattn_encoder_destroy(enc);
+    unload(&f);
+  }
 }
 
 int main(void) {
@@ -770,6 +938,9 @@ int main(void) {
   static const char *bw_files[] = {
       "mha_bw_self",         "mha_bw_causal_seqfirst",  "mha_bw_cross_kdim_vdim",
       "mha_bw_masks_nobias", "mha_bw_cross_float_mask", "mha_bw_gqa"};
+  static const char *enc_bw_files[] = {"encoder_bw_post_relu",
+                                       "encoder_bw_pre_gelu_seqfirst_causal",
+                                       "encoder_bw_stack2_post_gelu", "encoder_bw_stack2_pre_relu"};
   static const char *enc_files[] = {"encoder_post_relu", "encoder_pre_gelu_seqfirst_causal",
                                     "encoder_stack2_post", "encoder_stack2_pre"};
   /* every table this machine runs, each on 1 and 2 threads */
@@ -794,6 +965,8 @@ int main(void) {
       test_head_mask(ctx, "mha_cross_kdim_vdim_seqfirst", keep3); /* separate projections */
       for (size_t i = 0; i < sizeof bw_files / sizeof bw_files[0]; i++)
         test_mha_backward_file(bw_files[i], ctx, nt == 1);
+      for (size_t i = 0; i < sizeof enc_bw_files / sizeof enc_bw_files[0]; i++)
+        test_encoder_backward_file(enc_bw_files[i], ctx, nt == 1);
       static const uint8_t keep_bw[] = {0, 1, 1, 0};
       test_backward_head_mask(ctx, "mha_bw_self", keep_bw);
       test_backward_head_mask(ctx, "mha_bw_gqa", keep_gqa);

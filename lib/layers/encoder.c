@@ -135,6 +135,18 @@ fattn_status fattn_encoder_create(const fattn_encoder_config *cfg,
   return FATTN_SUCCESS;
 }
 
+/* A row's mean and 1 / sqrt(var + eps), two passes in double. */
+static double row_stats(const float *xr, int64_t E, float eps, double *mean) {
+  double m = 0, var = 0;
+  for (int64_t e = 0; e < E; e++)
+    m += xr[e];
+  m /= (double)E;
+  for (int64_t e = 0; e < E; e++)
+    var += ((double)xr[e] - m) * ((double)xr[e] - m);
+  *mean = m;
+  return 1.0 / sqrt(var / (double)E + (double)eps);
+}
+
 /* y = LayerNorm(x (+ r)) row by row (two passes, in double); y may be x. */
 static void add_norm(int nth, int64_t rows, int64_t E, float *x, const float *r, const float *w,
                      const float *b, float eps, float *y) {
@@ -145,13 +157,8 @@ static void add_norm(int nth, int64_t rows, int64_t E, float *x, const float *r,
     if (r)
       for (int64_t e = 0; e < E; e++)
         xr[e] += r[i * E + e];
-    double mean = 0, var = 0;
-    for (int64_t e = 0; e < E; e++)
-      mean += xr[e];
-    mean /= (double)E;
-    for (int64_t e = 0; e < E; e++)
-      var += ((double)xr[e] - mean) * ((double)xr[e] - mean);
-    const double inv = 1.0 / sqrt(var / (double)E + (double)eps);
+    double mean;
+    const double inv = row_stats(xr, E, eps, &mean);
     for (int64_t e = 0; e < E; e++)
       yr[e] = (float)(((double)xr[e] - mean) * inv) * w[e] + b[e];
   }
@@ -170,27 +177,51 @@ static void activate(int nth, int64_t n, float *x, fattn_activation act) {
   }
 }
 
-fattn_status fattn_encoder_forward(fattn_context *ctx, const fattn_encoder *enc,
-                                   const fattn_encoder_args *a) {
+/* The arguments of a forward (need_out) or backward; rows = batch · seq_len.
+ * Every workspace piece is at most `pieces` × rows × max(E, F) floats. */
+static fattn_status check_enc_args(const fattn_encoder *enc, const fattn_encoder_args *a,
+                                   int need_out, int64_t pieces, int64_t *rows) {
   if (!enc || !a) return fattn__error(FATTN_ERROR_INVALID_ARGUMENT, "enc or args is NULL");
-  if (!a->src || !a->out)
-    return fattn__error(FATTN_ERROR_INVALID_ARGUMENT, "src and out are required");
+  if (!a->src || (need_out && !a->out))
+    return fattn__error(FATTN_ERROR_INVALID_ARGUMENT,
+                        need_out ? "src and out are required" : "src is required");
   const fattn_encoder_config *cfg = &enc->cfg;
   const int64_t E = cfg->embed_dim, F = cfg->dim_feedforward;
-  int64_t rows, hid;
+  int64_t hid;
   if (a->batch <= 0 || a->seq_len <= 0)
     return fattn__error(FATTN_ERROR_INVALID_ARGUMENT, "batch and seq_len must be positive");
-  if (!fattn__mul_ok(a->batch, a->seq_len, &rows) || !fattn__mul_ok(rows, F > E ? F : E, &hid) ||
-      hid > INT64_MAX / 64) /* four pieces of at most hid floats: bytes stay in int64 */
+  if (!fattn__mul_ok(a->batch, a->seq_len, rows) || !fattn__mul_ok(*rows, F > E ? F : E, &hid) ||
+      !fattn__mul_ok(hid, pieces, &hid) || hid > INT64_MAX / 16) /* bytes stay in int64 */
     return fattn__error(FATTN_ERROR_OVERFLOW, "batch %lld × seq_len %lld overflows",
                         (long long)a->batch, (long long)a->seq_len);
   if ((a->src_key_padding_mask && a->src_key_padding_mask_dtype != FATTN_U8 &&
        a->src_key_padding_mask_dtype != FATTN_F32) ||
       (a->mask && a->mask_dtype != FATTN_U8 && a->mask_dtype != FATTN_F32))
     return fattn__error(FATTN_ERROR_UNSUPPORTED, "masks are U8 (bool) or F32");
-  fattn_context *c;
-  fattn_status st = fattn__context_resolve(ctx, &c);
+  return FATTN_SUCCESS;
+}
+
+/* The self-attention arguments of a layer (query / key / value set per layer). */
+static void sa_args(const fattn_encoder_args *a, fattn_mha_args *ma, float *out) {
+  fattn_mha_args_init(ma);
+  ma->batch = a->batch, ma->q_len = ma->kv_len = a->seq_len;
+  ma->key_padding_mask = a->src_key_padding_mask;
+  ma->key_padding_mask_dtype = a->src_key_padding_mask_dtype;
+  ma->attn_mask = a->mask;
+  ma->attn_mask_dtype = a->mask_dtype;
+  ma->is_causal = a->is_causal;
+  ma->out = out;
+}
+
+fattn_status fattn_encoder_forward(fattn_context *ctx, const fattn_encoder *enc,
+                                   const fattn_encoder_args *a) {
+  int64_t rows = 0;
+  fattn_status st = check_enc_args(enc, a, 1, 4, &rows);
   if (st != FATTN_SUCCESS) return st;
+  const fattn_encoder_config *cfg = &enc->cfg;
+  const int64_t E = cfg->embed_dim, F = cfg->dim_feedforward;
+  fattn_context *c;
+  if ((st = fattn__context_resolve(ctx, &c)) != FATTN_SUCCESS) return st;
   /* x: the running activations (rows × E), y: a normalised copy (pre-norm),
    * t: a sublayer's output, h: the FFN's hidden rows (rows × F) */
   const int64_t bytes = 3 * fattn__ws_piece_bytes(rows * E) + fattn__ws_piece_bytes(rows * F);
@@ -203,14 +234,7 @@ fattn_status fattn_encoder_forward(fattn_context *ctx, const fattn_encoder *enc,
   memcpy(x, a->src, (size_t)(rows * E) * sizeof(float));
   const int nth_e = row_threads(c, rows * E);
   fattn_mha_args ma;
-  fattn_mha_args_init(&ma);
-  ma.batch = a->batch, ma.q_len = ma.kv_len = a->seq_len;
-  ma.key_padding_mask = a->src_key_padding_mask;
-  ma.key_padding_mask_dtype = a->src_key_padding_mask_dtype;
-  ma.attn_mask = a->mask;
-  ma.attn_mask_dtype = a->mask_dtype;
-  ma.is_causal = a->is_causal;
-  ma.out = t;
+  sa_args(a, &ma, t);
   for (int64_t i = 0; st == FATTN_SUCCESS && i < cfg->num_layers; i++) {
     const enc_layer *l = &enc->layers[i];
     const float *sa_in = x;
@@ -241,6 +265,236 @@ fattn_status fattn_encoder_forward(fattn_context *ctx, const fattn_encoder *enc,
       add_norm(nth_e, rows, E, x, t, l->n2w, l->n2b, cfg->layer_norm_eps, x);
   }
   if (st == FATTN_SUCCESS) memcpy(a->out, x, (size_t)(rows * E) * sizeof(float));
+  fattn__workspace_done(c, slot, mem);
+  return st;
+}
+
+/* ---- backward ------------------------------------------------------------------- */
+
+void fattn_encoder_grads_init(fattn_encoder_grads *g) {
+  if (g) memset(g, 0, sizeof *g);
+}
+
+static void put(float *dst, double v, int acc) { *dst = (float)(acc ? *dst + v : v); }
+
+/* LayerNorm's backward, x the norm's input (rows × E): dx = inv · (g − mean(g)
+ * − x̂ · mean(g · x̂)) with g = dy · w; dw (+)= Σ_rows dy · x̂, db (+)= Σ dy
+ * (rows in order, in double: sums[2E] is scratch). dx may be dy. */
+static void norm_backward(int nth, int64_t rows, int64_t E, const float *x, const float *w,
+                          float eps, const float *dy, float *dx, float *dw, float *db, int acc,
+                          double *sums) {
+  (void)nth;
+  if (dw || db) {
+    for (int64_t e = 0; e < 2 * E; e++)
+      sums[e] = 0;
+    for (int64_t i = 0; i < rows; i++) { /* serial: a fixed order of the sums */
+      const float *xr = x + i * E, *gr = dy + i * E;
+      double mean;
+      const double inv = row_stats(xr, E, eps, &mean);
+      for (int64_t e = 0; e < E; e++) {
+        sums[e] += (double)gr[e] * (((double)xr[e] - mean) * inv);
+        sums[E + e] += gr[e];
+      }
+    }
+    for (int64_t e = 0; dw && e < E; e++)
+      put(&dw[e], sums[e], acc);
+    for (int64_t e = 0; db && e < E; e++)
+      put(&db[e], sums[E + e], acc);
+  }
+#pragma omp parallel for num_threads(nth) if (nth > 1) schedule(static)
+  for (int64_t i = 0; i < rows; i++) {
+    const float *xr = x + i * E, *gr = dy + i * E;
+    float *dr = dx + i * E;
+    double mean, sg = 0, sgx = 0;
+    const double inv = row_stats(xr, E, eps, &mean);
+    for (int64_t e = 0; e < E; e++) {
+      const double g = (double)gr[e] * w[e];
+      sg += g, sgx += g * ((double)xr[e] - mean) * inv;
+    }
+    sg /= (double)E, sgx /= (double)E;
+    for (int64_t e = 0; e < E; e++) {
+      const double g = (double)gr[e] * w[e], xh = ((double)xr[e] - mean) * inv;
+      dr[e] = (float)(inv * (g - sg - xh * sgx));
+    }
+  }
+}
+
+/* dh ∘= act'(hpre) */
+static void activation_backward(int nth, int64_t n, const float *hpre, float *dh,
+                                fattn_activation act) {
+  (void)nth;
+  if (act == FATTN_RELU) {
+#pragma omp parallel for num_threads(nth) if (nth > 1) schedule(static)
+    for (int64_t i = 0; i < n; i++)
+      dh[i] = hpre[i] > 0.0f ? dh[i] : 0.0f;
+  } else { /* d/dx x·Φ(x) = Φ(x) + x·φ(x) */
+#pragma omp parallel for num_threads(nth) if (nth > 1) schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+      const float x = hpre[i];
+      const float cdf = 0.5f * (1.0f + erff(x * 0.70710678118654752f));
+      const float pdf = 0.39894228040143268f * expf(-0.5f * x * x);
+      dh[i] *= cdf + x * pdf;
+    }
+  }
+}
+
+static int has_bias_grad(const fattn_encoder_layer_grads *g) {
+  return g->self_attn.in_proj_bias || g->self_attn.out_proj_bias || g->linear1_bias ||
+         g->linear2_bias || g->norm1_bias || g->norm2_bias;
+}
+
+fattn_status fattn_encoder_backward(fattn_context *ctx, const fattn_encoder *enc,
+                                    const fattn_encoder_args *a, const fattn_encoder_grads *g) {
+  int64_t rows = 0;
+  const int64_t nl = enc ? enc->cfg.num_layers : 0;
+  fattn_status st = check_enc_args(enc, a, 0, nl + 10, &rows);
+  if (st != FATTN_SUCCESS) return st;
+  if (!g || !g->dout)
+    return fattn__error(FATTN_ERROR_INVALID_ARGUMENT, "grads and grads->dout are required");
+  const fattn_encoder_config *cfg = &enc->cfg;
+  const int64_t E = cfg->embed_dim, F = cfg->dim_feedforward;
+  for (int64_t i = 0; g->layers && i < nl; i++) {
+    const fattn_encoder_layer_grads *lg = &g->layers[i];
+    if (!cfg->bias && has_bias_grad(lg))
+      return fattn__error(FATTN_ERROR_INVALID_ARGUMENT,
+                          "layer %lld: the encoder has no biases to differentiate", (long long)i);
+    if (lg->self_attn.in_proj_weight &&
+        (lg->self_attn.q_proj_weight || lg->self_attn.k_proj_weight || lg->self_attn.v_proj_weight))
+      return fattn__error(FATTN_ERROR_INVALID_ARGUMENT,
+                          "layer %lld: give the gradient of in_proj_weight or those of "
+                          "q/k/v_proj_weight, not both",
+                          (long long)i);
+  }
+  fattn_context *c;
+  if ((st = fattn__context_resolve(ctx, &c)) != FATTN_SUCCESS) return st;
+  const int64_t n = rows * E, nf = rows * F;
+  /* workspace: the layers' inputs (nl · n), then per layer u / y1, s, x1, v
+   * (n each), hpre, h (nf), the gradients gx, g1, g2 (n), gh (nf), the norms'
+   * sums (2E doubles) and the GEMMs' */
+  int64_t gb = 0;
+  const int64_t shapes[][3] = {{rows, F, E}, {rows, E, F}, {E, F, rows}, {F, E, rows}};
+  for (int i = 0; i < 4; i++) {
+    const int64_t b = fattn__gemm_workspace_bytes(c, shapes[i][0], shapes[i][1], shapes[i][2]);
+    if (b > gb) gb = b;
+  }
+  const int64_t pn = fattn__ws_piece_bytes(n), pf = fattn__ws_piece_bytes(nf);
+  const int64_t bytes =
+      (nl + 7) * pn + 3 * pf + fattn__ws_piece_bytes(4 * E) + fattn__ws_piece_bytes(gb / 4 + 1);
+  int slot;
+  void *mem;
+  if ((st = fattn__workspace_acquire(c, (size_t)bytes, &slot, &mem)) != FATTN_SUCCESS) return st;
+  char *p = mem;
+  float *xs = (float *)p;
+  p += nl * pn;
+  float *U = (float *)p, *S = (float *)(p + pn), *X1 = (float *)(p + 2 * pn);
+  float *V = (float *)(p + 3 * pn), *GX = (float *)(p + 4 * pn), *G1 = (float *)(p + 5 * pn);
+  float *G2 = (float *)(p + 6 * pn);
+  p += 7 * pn;
+  float *HP = (float *)p, *Hh = (float *)(p + pf), *GH = (float *)(p + 2 * pf);
+  p += 3 * pf;
+  double *sums = (double *)p;
+  void *gws = p + fattn__ws_piece_bytes(4 * E);
+  const int nth_e = row_threads(c, n), nth_f = row_threads(c, nf);
+  const float eps = cfg->layer_norm_eps;
+  const int acc = g->accumulate != 0;
+  const fattn__gemm_form plain = {0, 0, 0}, dx_form = {0, 1, 0};
+  const fattn__gemm_form dw_form = {1, 1, acc};
+  fattn_mha_args ma;
+
+  /* the forward, keeping each layer's input */
+  memcpy(xs, a->src, (size_t)n * sizeof(float));
+  for (int64_t i = 0; st == FATTN_SUCCESS && i + 1 < nl; i++) {
+    fattn_encoder_args one = *a;
+    one.src = xs + i * (pn / 4);
+    one.out = xs + (i + 1) * (pn / 4);
+    fattn_encoder e1 = *enc;
+    e1.cfg.num_layers = 1;
+    e1.layers = enc->layers + i;
+    st = fattn_encoder_forward(c, &e1, &one);
+  }
+  if (g->dout && st == FATTN_SUCCESS) memcpy(GX, g->dout, (size_t)n * sizeof(float));
+
+  for (int64_t i = nl - 1; st == FATTN_SUCCESS && i >= 0; i--) {
+    const enc_layer *l = &enc->layers[i];
+    const fattn_encoder_layer_grads *lg = g->layers ? &g->layers[i] : NULL;
+    const float *x = xs + i * (pn / 4);
+    /* recompute the layer */
+    const float *sa_in = x, *ff_in;
+    if (cfg->norm_first) {
+      add_norm(nth_e, rows, E, (float *)x, NULL, l->n1w, l->n1b, eps, U); /* y1 (x unchanged) */
+      sa_in = U;
+    }
+    sa_args(a, &ma, S);
+    ma.query = ma.key = ma.value = sa_in;
+    if ((st = fattn_mha_forward(c, l->attn, &ma)) != FATTN_SUCCESS) break;
+    for (int64_t e = 0; e < n; e++)
+      X1[e] = x[e] + S[e]; /* post: u (normed below), pre: x1 */
+    if (cfg->norm_first) {
+      add_norm(nth_e, rows, E, X1, NULL, l->n2w, l->n2b, eps, V); /* y2 */
+      ff_in = V;
+    } else {
+      memcpy(V, X1, (size_t)n * sizeof(float)); /* V: u, the norm's input */
+      add_norm(nth_e, rows, E, X1, NULL, l->n1w, l->n1b, eps, X1);
+      ff_in = X1;
+    }
+    fattn__gemm_ex(c, rows, F, E, ff_in, E, l->w1, E, l->b1, HP, F, plain, gws);
+    memcpy(Hh, HP, (size_t)nf * sizeof(float));
+    activate(nth_f, nf, Hh, cfg->activation);
+    float *dff = GX;        /* the gradient reaching FF's output */
+    if (!cfg->norm_first) { /* out = LN2(x1 + f): the norm's input, x1 + f, into S */
+      fattn__gemm_ex(c, rows, E, F, Hh, F, l->w2, F, l->b2, S, E, plain, gws);
+      for (int64_t e = 0; e < n; e++)
+        S[e] += X1[e];
+      norm_backward(nth_e, rows, E, S, l->n2w, eps, GX, G1, lg ? lg->norm2_weight : NULL,
+                    lg ? lg->norm2_bias : NULL, acc, sums);
+      dff = G1;
+    }
+    /* FF's backward: dW2, db2, dh; act'; dW1, db1; d(ff_in) into G2 */
+    if (lg && lg->linear2_weight)
+      fattn__gemm_ex(c, E, F, rows, dff, E, Hh, F, NULL, lg->linear2_weight, F, dw_form, gws);
+    if (lg && lg->linear2_bias) fattn__col_sums(rows, E, dff, E, lg->linear2_bias, acc);
+    fattn__gemm_ex(c, rows, F, E, dff, E, l->w2, F, NULL, GH, F, dx_form, gws);
+    activation_backward(nth_f, nf, HP, GH, cfg->activation);
+    if (lg && lg->linear1_weight)
+      fattn__gemm_ex(c, F, E, rows, GH, F, ff_in, E, NULL, lg->linear1_weight, E, dw_form, gws);
+    if (lg && lg->linear1_bias) fattn__col_sums(rows, F, GH, F, lg->linear1_bias, acc);
+    fattn__gemm_ex(c, rows, E, F, GH, F, l->w1, E, NULL, G2, E, dx_form, gws);
+    float *dsa;            /* the gradient reaching SA's output */
+    if (cfg->norm_first) { /* out = x1 + f, f = FF(LN2(x1)): d(x1) = g + LN2'(d y2) */
+      norm_backward(nth_e, rows, E, X1, l->n2w, eps, G2, G2, lg ? lg->norm2_weight : NULL,
+                    lg ? lg->norm2_bias : NULL, acc, sums);
+      for (int64_t e = 0; e < n; e++)
+        G2[e] += GX[e];
+      dsa = G2; /* and the residual's part of d(x) */
+    } else {    /* x1 = LN1(u): d(x1) = dv + d(ff_in); du = LN1'(d x1) */
+      for (int64_t e = 0; e < n; e++)
+        G2[e] += G1[e];
+      norm_backward(nth_e, rows, E, V, l->n1w, eps, G2, G2, lg ? lg->norm1_weight : NULL,
+                    lg ? lg->norm1_bias : NULL, acc, sums);
+      dsa = G2; /* du: both the residual's and SA's output gradient */
+    }
+    /* SA's backward: d(sa_in) into G1 */
+    fattn_mha_grads mg;
+    fattn_mha_grads_init(&mg);
+    mg.dout = dsa;
+    mg.dquery = G1;
+    if (lg) mg.params = lg->self_attn;
+    mg.accumulate = acc; /* for the parameters: d(sa_in) is added to a zero G1 */
+    if (acc) memset(G1, 0, (size_t)n * sizeof(float));
+    if ((st = fattn_mha_backward(c, l->attn, &ma, &mg)) != FATTN_SUCCESS) break;
+    if (cfg->norm_first) { /* d(x) = d(x1) + LN1'(d y1) */
+      norm_backward(nth_e, rows, E, x, l->n1w, eps, G1, G1, lg ? lg->norm1_weight : NULL,
+                    lg ? lg->norm1_bias : NULL, acc, sums);
+      for (int64_t e = 0; e < n; e++)
+        GX[e] = G2[e] + G1[e];
+    } else { /* d(x) = du + d(SA input) */
+      for (int64_t e = 0; e < n; e++)
+        GX[e] = G2[e] + G1[e];
+    }
+  }
+  if (st == FATTN_SUCCESS && g->dsrc)
+    for (int64_t e = 0; e < n; e++)
+      put(&g->dsrc[e], GX[e], acc);
   fattn__workspace_done(c, slot, mem);
   return st;
 }

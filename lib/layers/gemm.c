@@ -168,3 +168,12 @@ fattn_status fattn__gemm_ex(fattn_context *c, int64_t M, int64_t N, int64_t K, c
   if (!ws) fattn__workspace_done(c, slot, mem);
   return FATTN_SUCCESS;
 }
+
+void fattn__col_sums(int64_t rows, int64_t n, const float *x, int64_t ld, float *dst, int acc) {
+  for (int64_t j = 0; j < n; j++) {
+    double s = 0;
+    for (int64_t r = 0; r < rows; r++)
+      s += x[r * ld + j];
+    dst[j] = (float)(acc ? dst[j] + s : s);
+  }
+}

@@ -516,16 +516,6 @@ void fattn_mha_grads_init(fattn_mha_grads *g) {
   if (g) memset(g, 0, sizeof *g);
 }
 
-/* dst[j] (+)= Σ_r x[r·ld + j] for j < n (in double, rows in order) */
-static void col_sums(int64_t rows, int64_t n, const float *x, int64_t ld, float *dst, int acc) {
-  for (int64_t j = 0; j < n; j++) {
-    double s = 0;
-    for (int64_t r = 0; r < rows; r++)
-      s += x[r * ld + j];
-    dst[j] = (float)(acc ? dst[j] + s : s);
-  }
-}
-
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
 fattn_status fattn_mha_backward(fattn_context *ctx, const fattn_mha *m, const fattn_mha_args *a,
@@ -643,7 +633,7 @@ fattn_status fattn_mha_backward(fattn_context *ctx, const fattn_mha *m, const fa
   const fattn__gemm_form dw_form = {1, 1, acc}; /* dW = dYᵀ·X: both read transposed */
   if (pg->out_proj_weight)
     fattn__gemm_ex(c, E, E, rq, g->dout, E, A, E, NULL, pg->out_proj_weight, E, dw_form, gws);
-  if (pg->out_proj_bias) col_sums(rq, E, g->dout, E, pg->out_proj_bias, acc);
+  if (pg->out_proj_bias) fattn__col_sums(rq, E, g->dout, E, pg->out_proj_bias, acc);
   float *dw[3] = {pg->q_proj_weight, pg->k_proj_weight, pg->v_proj_weight};
   if (in_proj) dw[0] = pg->in_proj_weight, dw[1] = dw[0] + E * E, dw[2] = dw[1] + Ekv * E;
   for (int i = 0; i < 3; i++) {
@@ -651,8 +641,8 @@ fattn_status fattn_mha_backward(fattn_context *ctx, const fattn_mha *m, const fa
       fattn__gemm_ex(c, nproj[i], feats[i], rows[i], dP + off[i], ld[i], in[i], feats[i], NULL,
                      dw[i], feats[i], dw_form, gws);
     if (pg->in_proj_bias)
-      col_sums(rows[i], nproj[i], dP + off[i], ld[i],
-               pg->in_proj_bias + (i ? E + (i - 1) * Ekv : 0), acc);
+      fattn__col_sums(rows[i], nproj[i], dP + off[i], ld[i],
+                      pg->in_proj_bias + (i ? E + (i - 1) * Ekv : 0), acc);
   }
   /* dX = dQ·Wq (+ dK·Wk + dV·Wv where key / value are the same buffer) */
   const float *w[3] = {m->wq, m->wk, m->wv};

@@ -127,7 +127,7 @@ def gqa_case(name, E, H, Hkv, B, L, backward=False, seed=0):
 
 
 def encoder_case(name, E, H, F, B, L, layers=1, norm_first=False, activation="relu",
-                 batch_first=True, kpm=None, causal=False, seed=0):
+                 batch_first=True, kpm=None, causal=False, backward=False, seed=0):
     torch.manual_seed(seed)
     layer = nn.TransformerEncoderLayer(E, H, dim_feedforward=F, dropout=0.0,
                                        activation=activation, batch_first=batch_first,
@@ -139,7 +139,7 @@ def encoder_case(name, E, H, F, B, L, layers=1, norm_first=False, activation="re
     # zero padded positions) is then not taken
     enc = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
     enc.eval()
-    x = torch.randn(B, L, E) if batch_first else torch.randn(L, B, E)
+    x = (torch.randn(B, L, E) if batch_first else torch.randn(L, B, E)).requires_grad_(backward)
     mask = torch.triu(torch.full((L, L), float("-inf")), diagonal=1) if causal else None
     out = enc(x, mask=mask, src_key_padding_mask=kpm)
     t = cfg(embed_dim=E, num_heads=H, dim_feedforward=F, layers=layers,
@@ -151,6 +151,8 @@ def encoder_case(name, E, H, F, B, L, layers=1, norm_first=False, activation="re
     if kpm is not None:
         t.append(("src_key_padding_mask", kpm))
     t.append(("out", out))
+    if backward:
+        t += backward_tensors(out, enc.named_parameters(), [("src", x)])
     write(name, t)
 
 
@@ -201,6 +203,16 @@ def main():
     encoder_case("encoder_stack2_post", E=8, H=2, F=16, B=2, L=4, layers=2, seed=22)
     encoder_case("encoder_stack2_pre", E=8, H=2, F=16, B=2, L=4, layers=2, norm_first=True,
                  activation="gelu", causal=True, seed=23)
+    encoder_case("encoder_bw_post_relu", E=16, H=4, F=32, B=2, L=6,
+                 kpm=torch.tensor([[False] * 6, [False] * 4 + [True] * 2]), backward=True,
+                 seed=40)
+    encoder_case("encoder_bw_pre_gelu_seqfirst_causal", E=16, H=2, F=24, B=2, L=5,
+                 norm_first=True, activation="gelu", batch_first=False, causal=True,
+                 backward=True, seed=41)
+    encoder_case("encoder_bw_stack2_post_gelu", E=8, H=2, F=16, B=2, L=4, layers=2,
+                 activation="gelu", backward=True, seed=42)
+    encoder_case("encoder_bw_stack2_pre_relu", E=8, H=2, F=16, B=2, L=4, layers=2,
+                 norm_first=True, causal=True, backward=True, seed=43)
 
 
 if __name__ == "__main__":
