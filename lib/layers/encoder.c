@@ -482,15 +482,11 @@ fattn_status fattn_encoder_backward(fattn_context *ctx, const fattn_encoder *enc
     mg.accumulate = acc; /* for the parameters: d(sa_in) is added to a zero G1 */
     if (acc) memset(G1, 0, (size_t)n * sizeof(float));
     if ((st = fattn_mha_backward(c, l->attn, &ma, &mg)) != FATTN_SUCCESS) break;
-    if (cfg->norm_first) { /* d(x) = d(x1) + LN1'(d y1) */
+    if (cfg->norm_first) /* d(y1) → LN1'(d y1), the norm's share of d(x) */
       norm_backward(nth_e, rows, E, x, l->n1w, eps, G1, G1, lg ? lg->norm1_weight : NULL,
                     lg ? lg->norm1_bias : NULL, acc, sums);
-      for (int64_t e = 0; e < n; e++)
-        GX[e] = G2[e] + G1[e];
-    } else { /* d(x) = du + d(SA input) */
-      for (int64_t e = 0; e < n; e++)
-        GX[e] = G2[e] + G1[e];
-    }
+    for (int64_t e = 0; e < n; e++) /* d(x) = the residual's share + the sublayer's */
+      GX[e] = G2[e] + G1[e];
   }
   if (st == FATTN_SUCCESS && g->dsrc)
     for (int64_t e = 0; e < n; e++)
