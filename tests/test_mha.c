@@ -626,76 +626,23 @@ static void test_gemm(fattn_context *ctx, const char *name) {
 }
 
 /* Allocation failures (lib/runtime/alloc.c's hook): the n-th allocation of create +
- * forward on a fresh context fails, for n = 1, 2, ... until none is left.
- * Each must give OUT_OF_MEMORY with a message and leave out and the
- * attention weights untouched; afterwards the same call matches PyTorch.
+ * the call on a fresh context fails, for n = 1, 2, ... until none is left.
+ * Each must give OUT_OF_MEMORY with a message and leave every output (the
+ * file's tensors named in outs, where it has them) untouched; afterwards the
+ * same call matches PyTorch within (tol_abs, tol_rel).
  * busy_pool: every slot of the context's workspace pool is held (as by other
- * callers sharing the context), so each workspace the forward needs is a
+ * callers sharing the context), so each workspace the call needs is a
  * one-off allocation, late ones included. */
-static void fault_sweep(const char *name,
-                        fattn_status (*run)(vecfile *, fattn_context *, float *, float *),
-                        int busy_pool) {
-  vecfile f;
-  if (!load(name, &f)) return;
-  tensor *ro = get(&f, "out"), *rw = get(&f, "attn_weights");
-  float *out = malloc((size_t)ro->n * 4), *w = rw ? malloc((size_t)rw->n * 4) : NULL;
-  int faults = 0, bad = 0;
-  for (long n = 1; n < 200; n++) {
-    fattn_context_options o;
-    fattn_context_options_init(&o);
-    o.num_threads = 1;
-    fattn_context *ctx = NULL;
-    if (fattn_context_create(&o, &ctx) != FATTN_SUCCESS) break;
-    int held[FATTN__MAX_WORKSPACES];
-    void *held_mem[FATTN__MAX_WORKSPACES];
-    for (int i = 0; i < FATTN__MAX_WORKSPACES; i++)
-      if (!busy_pool || fattn__workspace_acquire(ctx, 64, &held[i], &held_mem[i]) != FATTN_SUCCESS)
-        held_mem[i] = NULL;
-    for (int64_t i = 0; i < ro->n; i++)
-      out[i] = 777.0f;
-    for (int64_t i = 0; rw && i < rw->n; i++)
-      w[i] = 777.0f;
-    fattn__fault_inject(n);
-    const fattn_status st = run(&f, ctx, out, w);
-    const int injected = fattn__fault_pending() == 0;
-    fattn__fault_inject(0);
-    for (int i = 0; i < FATTN__MAX_WORKSPACES; i++)
-      if (held_mem[i]) fattn__workspace_done(ctx, held[i], held_mem[i]);
-    fattn_context_destroy(ctx);
-    if (!injected) { /* every allocation succeeded: the sweep is over */
-      EXPECT(st == FATTN_SUCCESS && compare(out, ro->data, ro->n, ENC_TOL_ABS, ENC_TOL_REL) <= 1 &&
-                 (!rw || compare(w, rw->data, rw->n, ENC_TOL_ABS, ENC_TOL_REL) <= 1),
-             "%s after %d faults: %s", name, faults, fattn_last_error());
-      break;
-    }
-    faults++;
-    int untouched = 1;
-    for (int64_t i = 0; i < ro->n; i++)
-      untouched &= out[i] == 777.0f;
-    for (int64_t i = 0; rw && i < rw->n; i++)
-      untouched &= w[i] == 777.0f;
-    if (st != FATTN_ERROR_OUT_OF_MEMORY || !untouched || !fattn_last_error()[0]) bad++;
-    EXPECT(st == FATTN_ERROR_OUT_OF_MEMORY && untouched,
-           "%s fault %ld: %s, out and weights untouched %d", name, n, fattn_status_string(st),
-           untouched);
-  }
-  printf("faults: %-32s %d allocations failed in turn%s, %d mishandled\n", name, faults,
-         busy_pool ? " (pool busy)" : "", bad);
-  EXPECT(faults >= 3, "%s: only %d allocations seen", name, faults);
-  checks++;
-  free(out), free(w);
-  unload(&f);
-}
+typedef fattn_status (*fault_run)(vecfile *, fattn_context *, float *const *outs);
 
-/* Allocation failures in the backward: each gives OUT_OF_MEMORY and leaves
- * every gradient untouched (pool free and busy); then the same call passes. */
-static void fault_sweep_backward(const char *name, int busy_pool) {
+static void fault_sweep(const char *name, fault_run run, const char *const *outs, int nout,
+                        double tol_abs, double tol_rel, int busy_pool) {
   vecfile f;
   if (!load(name, &f)) return;
-  float *bufs[BW_N];
-  tensor *ref[BW_N];
-  for (int i = 0; i < BW_N; i++) {
-    ref[i] = get(&f, bw_names[i]);
+  float *bufs[BW_N] = {0};
+  tensor *ref[BW_N] = {0};
+  for (int i = 0; i < nout && i < BW_N; i++) {
+    ref[i] = get(&f, outs[i]);
     bufs[i] = ref[i] ? malloc((size_t)ref[i]->n * 4) : NULL;
   }
   int faults = 0, bad = 0;
@@ -710,40 +657,50 @@ static void fault_sweep_backward(const char *name, int busy_pool) {
     for (int i = 0; i < FATTN__MAX_WORKSPACES; i++)
       if (!busy_pool || fattn__workspace_acquire(ctx, 64, &held[i], &held_mem[i]) != FATTN_SUCCESS)
         held_mem[i] = NULL;
-    for (int i = 0; i < BW_N; i++)
+    for (int i = 0; i < nout; i++)
       for (int64_t x = 0; ref[i] && x < ref[i]->n; x++)
         bufs[i][x] = 777.0f;
     fattn__fault_inject(n);
-    const fattn_status st = run_mha_backward(&f, ctx, bufs, 0, NULL);
+    const fattn_status st = run(&f, ctx, bufs);
     const int injected = fattn__fault_pending() == 0;
     fattn__fault_inject(0);
     for (int i = 0; i < FATTN__MAX_WORKSPACES; i++)
       if (held_mem[i]) fattn__workspace_done(ctx, held[i], held_mem[i]);
     fattn_context_destroy(ctx);
-    if (!injected) {
+    if (!injected) { /* every allocation succeeded: the sweep is over */
       int ok = st == FATTN_SUCCESS;
-      for (int i = 0; i < BW_N; i++)
-        if (ref[i]) ok &= compare(bufs[i], ref[i]->data, ref[i]->n, TOL_ABS, TOL_REL) <= 1;
-      EXPECT(ok, "%s backward after %d faults: %s", name, faults, fattn_last_error());
+      for (int i = 0; i < nout; i++)
+        if (ref[i]) ok &= compare(bufs[i], ref[i]->data, ref[i]->n, tol_abs, tol_rel) <= 1;
+      EXPECT(ok, "%s after %d faults: %s", name, faults, fattn_last_error());
       break;
     }
     faults++;
     int untouched = 1;
-    for (int i = 0; i < BW_N; i++)
+    for (int i = 0; i < nout; i++)
       for (int64_t x = 0; ref[i] && x < ref[i]->n; x++)
         untouched &= bufs[i][x] == 777.0f;
     if (st != FATTN_ERROR_OUT_OF_MEMORY || !untouched || !fattn_last_error()[0]) bad++;
-    EXPECT(st == FATTN_ERROR_OUT_OF_MEMORY && untouched,
-           "%s backward fault %ld: %s, gradients untouched %d", name, n, fattn_status_string(st),
-           untouched);
+    EXPECT(st == FATTN_ERROR_OUT_OF_MEMORY && untouched, "%s fault %ld: %s, outputs untouched %d",
+           name, n, fattn_status_string(st), untouched);
   }
-  printf("faults: %-32s backward: %d allocations failed in turn%s, %d mishandled\n", name, faults,
-         busy_pool ? " (pool busy)" : "", bad);
+  printf("faults: %-32s %s: %d allocations failed in turn%s, %d mishandled\n", name, outs[0],
+         faults, busy_pool ? " (pool busy)" : "", bad);
   EXPECT(faults >= 3, "%s: only %d allocations seen", name, faults);
   checks++;
   for (int i = 0; i < BW_N; i++)
     free(bufs[i]);
   unload(&f);
+}
+
+static const char *const fwd_outs[] = {"out", "attn_weights"};
+static fattn_status fault_mha(vecfile *f, fattn_context *c, float *const *o) {
+  return run_mha(f, c, o[0], o[1]);
+}
+static fattn_status fault_encoder(vecfile *f, fattn_context *c, float *const *o) {
+  return run_encoder(f, c, o[0], NULL);
+}
+static fattn_status fault_mha_backward(vecfile *f, fattn_context *c, float *const *o) {
+  return run_mha_backward(f, c, o, 0, NULL);
 }
 
 /* Every bad configuration and argument: a status, a message, out untouched. */
@@ -973,13 +930,17 @@ int main(void) {
       test_gemm(ctx, fattn_backend_name(isas[k]));
       if (k == 0 && nt == 1) {
         test_bad(ctx);
-        fault_sweep("mha_attn_mask_bool_and_padding", run_mha, 0); /* averaged weights */
-        fault_sweep("mha_attn_mask_bool_and_padding", run_mha, 1);
-        fault_sweep("mha_self_seqfirst_perhead", run_mha, 1); /* per-head weights */
-        fault_sweep_backward("mha_bw_masks_nobias", 0);
-        fault_sweep_backward("mha_bw_self", 1);
-        fault_sweep("encoder_stack2_pre", run_encoder, 0);
-        fault_sweep("encoder_stack2_pre", run_encoder, 1);
+        /* averaged weights, then per-head ones */
+        fault_sweep("mha_attn_mask_bool_and_padding", fault_mha, fwd_outs, 2, ENC_TOL_ABS,
+                    ENC_TOL_REL, 0);
+        fault_sweep("mha_attn_mask_bool_and_padding", fault_mha, fwd_outs, 2, ENC_TOL_ABS,
+                    ENC_TOL_REL, 1);
+        fault_sweep("mha_self_seqfirst_perhead", fault_mha, fwd_outs, 2, ENC_TOL_ABS, ENC_TOL_REL,
+                    1);
+        fault_sweep("mha_bw_masks_nobias", fault_mha_backward, bw_names, BW_N, TOL_ABS, TOL_REL, 0);
+        fault_sweep("mha_bw_self", fault_mha_backward, bw_names, BW_N, TOL_ABS, TOL_REL, 1);
+        fault_sweep("encoder_stack2_pre", fault_encoder, fwd_outs, 1, ENC_TOL_ABS, ENC_TOL_REL, 0);
+        fault_sweep("encoder_stack2_pre", fault_encoder, fwd_outs, 1, ENC_TOL_ABS, ENC_TOL_REL, 1);
       }
       fattn_context_destroy(ctx);
     }

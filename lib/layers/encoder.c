@@ -384,16 +384,14 @@ fattn_status fattn_encoder_backward(fattn_context *ctx, const fattn_encoder *enc
   void *mem;
   if ((st = fattn__workspace_acquire(c, (size_t)bytes, &slot, &mem)) != FATTN_SUCCESS) return st;
   char *p = mem;
-  float *xs = (float *)p;
+  float *xs = (float *)p; /* layer i's input at xs + i · (pn / 4) */
   p += nl * pn;
-  float *U = (float *)p, *S = (float *)(p + pn), *X1 = (float *)(p + 2 * pn);
-  float *V = (float *)(p + 3 * pn), *GX = (float *)(p + 4 * pn), *G1 = (float *)(p + 5 * pn);
-  float *G2 = (float *)(p + 6 * pn);
-  p += 7 * pn;
-  float *HP = (float *)p, *Hh = (float *)(p + pf), *GH = (float *)(p + 2 * pf);
-  p += 3 * pf;
-  double *sums = (double *)p;
-  void *gws = p + fattn__ws_piece_bytes(4 * E);
+  float *U = fattn__ws_carve(&p, n), *S = fattn__ws_carve(&p, n), *X1 = fattn__ws_carve(&p, n);
+  float *V = fattn__ws_carve(&p, n), *GX = fattn__ws_carve(&p, n), *G1 = fattn__ws_carve(&p, n);
+  float *G2 = fattn__ws_carve(&p, n);
+  float *HP = fattn__ws_carve(&p, nf), *Hh = fattn__ws_carve(&p, nf), *GH = fattn__ws_carve(&p, nf);
+  double *sums = (double *)(void *)fattn__ws_carve(&p, 4 * E);
+  void *gws = p;
   const int nth_e = row_threads(c, n), nth_f = row_threads(c, nf);
   const float eps = cfg->layer_norm_eps;
   const int acc = g->accumulate != 0;

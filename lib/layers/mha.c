@@ -371,6 +371,16 @@ static fattn_status project(fattn_context *c, const fattn_mha *m, int64_t rows, 
   return st;
 }
 
+/* One workspace of these pieces (floats each, every one 64-byte aligned, to
+ * be carved in order with fattn__ws_carve). */
+static fattn_status acquire_pieces(fattn_context *c, const int64_t *pieces, size_t n, int *slot,
+                                   void **mem) {
+  int64_t bytes = 0;
+  for (size_t i = 0; i < n; i++)
+    bytes += fattn__ws_piece_bytes(pieces[i]);
+  return fattn__workspace_acquire(c, (size_t)bytes, slot, mem);
+}
+
 /* Where the projections live in one buffer: self-attention on the stacked
  * weights (fused: one GEMM, rows of q | k | v), key = value (kv_fused: K | V
  * per row), or three blocks. Offsets in floats from the buffer's start. */
@@ -451,18 +461,16 @@ fattn_status fattn_mha_forward(fattn_context *ctx, const fattn_mha *m, const fat
                             weights ? B * m->H * Lq : 0,
                             weights && a->average_attn_weights ? Lq * Lk : 0,
                             gemm_bytes / 4 + 1};
-  int64_t bytes = 0;
-  for (size_t i = 0; i < sizeof pieces / sizeof pieces[0]; i++)
-    bytes += fattn__ws_piece_bytes(pieces[i]);
   int slot;
   void *mem;
-  if ((st = fattn__workspace_acquire(c, (size_t)bytes, &slot, &mem)) != FATTN_SUCCESS) return st;
+  if ((st = acquire_pieces(c, pieces, sizeof pieces / sizeof pieces[0], &slot, &mem)) !=
+      FATTN_SUCCESS)
+    return st;
   char *p = mem;
-  float *P = (float *)p, *A = (float *)(p += fattn__ws_piece_bytes(pieces[0]));
-  void *mbuf = p += fattn__ws_piece_bytes(pieces[1]);
-  float *lse = (float *)(p += fattn__ws_piece_bytes(pieces[2]));
-  float *tmp = (float *)(p += fattn__ws_piece_bytes(pieces[3]));
-  void *gws = p += fattn__ws_piece_bytes(pieces[4]);
+  float *P = fattn__ws_carve(&p, pieces[0]), *A = fattn__ws_carve(&p, pieces[1]);
+  void *mbuf = fattn__ws_carve(&p, pieces[2]);
+  float *lse = fattn__ws_carve(&p, pieces[3]), *tmp = fattn__ws_carve(&p, pieces[4]);
+  void *gws = p;
   float *Q = P + L.qo, *K = P + L.ko, *V = P + L.vo;
   const int64_t ldq = L.ldq, ldk = L.ldk, ldv = L.ldv;
   st = project_inputs(c, m, a, &L, P, a->head_mask);
@@ -576,19 +584,17 @@ fattn_status fattn_mha_backward(fattn_context *ctx, const fattn_mha *m, const fa
   const int64_t pieces[] = {
       L.floats,      L.floats,  rq * E, rq * E, (mp.kind == 2 ? mp.bytes : 0) / 4 + 1,
       B * m->H * Lq, gb / 4 + 1};
-  int64_t bytes = 0;
-  for (size_t i = 0; i < sizeof pieces / sizeof pieces[0]; i++)
-    bytes += fattn__ws_piece_bytes(pieces[i]);
   int slot;
   void *mem;
-  if ((st = fattn__workspace_acquire(c, (size_t)bytes, &slot, &mem)) != FATTN_SUCCESS) return st;
+  if ((st = acquire_pieces(c, pieces, sizeof pieces / sizeof pieces[0], &slot, &mem)) !=
+      FATTN_SUCCESS)
+    return st;
   char *p = mem;
-  float *P = (float *)p, *dP = (float *)(p += fattn__ws_piece_bytes(pieces[0]));
-  float *A = (float *)(p += fattn__ws_piece_bytes(pieces[1]));
-  float *dA = (float *)(p += fattn__ws_piece_bytes(pieces[2]));
-  void *mbuf = p += fattn__ws_piece_bytes(pieces[3]);
-  float *lse = (float *)(p += fattn__ws_piece_bytes(pieces[4]));
-  void *gws = p += fattn__ws_piece_bytes(pieces[5]);
+  float *P = fattn__ws_carve(&p, pieces[0]), *dP = fattn__ws_carve(&p, pieces[1]);
+  float *A = fattn__ws_carve(&p, pieces[2]), *dA = fattn__ws_carve(&p, pieces[3]);
+  void *mbuf = fattn__ws_carve(&p, pieces[4]);
+  float *lse = fattn__ws_carve(&p, pieces[5]);
+  void *gws = p;
   const int64_t off[3] = {0, rq * E, rq * E + rk * Ekv}, ld[3] = {E, Ekv, Ekv};
   float *Q = P + L.qo, *K = P + L.ko, *V = P + L.vo;
 
